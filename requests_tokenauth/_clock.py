@@ -1,0 +1,70 @@
+"""Time sources: monotonic seconds for decisions, wall-clock seconds for persistence."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Protocol
+
+
+class Clock(Protocol):
+    """Where the library reads time. Implementations must be thread-safe."""
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes backwards; used for every decision."""
+
+    def time(self) -> float:
+        """Wall-clock epoch seconds; used only for what is persisted (``expires_at``)."""
+
+
+class SystemClock:
+    """The process clocks: :func:`time.monotonic` and :func:`time.time`. Thread-safe."""
+
+    __slots__ = ()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def time(self) -> float:
+        return time.time()
+
+    def __repr__(self) -> str:
+        return "SystemClock()"
+
+
+SYSTEM_CLOCK = SystemClock()
+
+
+class FakeClock:
+    """A clock that moves only when told to, for tests. Thread-safe.
+
+    Both readings advance together, so a token's monotonic deadline and its persisted
+    ``expires_at`` agree.
+
+    :param monotonic: the initial monotonic reading.
+    :param time: the initial wall-clock reading (epoch seconds).
+    """
+
+    def __init__(self, monotonic: float = 1_000.0, time: float = 1_800_000_000.0) -> None:
+        self._lock = threading.Lock()
+        self._monotonic = monotonic
+        self._time = time
+
+    def monotonic(self) -> float:
+        with self._lock:
+            return self._monotonic
+
+    def time(self) -> float:
+        with self._lock:
+            return self._time
+
+    def advance(self, seconds: float) -> None:
+        """Move both readings forward by ``seconds`` (which must not be negative)."""
+        if seconds < 0:
+            raise ValueError("a clock does not go backwards")
+        with self._lock:
+            self._monotonic += seconds
+            self._time += seconds
+
+    def __repr__(self) -> str:
+        return f"FakeClock(monotonic={self.monotonic()!r}, time={self.time()!r})"

@@ -1,0 +1,221 @@
+"""Token: an immutable snapshot of one token response."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Optional
+
+#: Fields the dict form owns; everything else a response carried is kept in ``extra``.
+_KNOWN_FIELDS = frozenset(
+    {"access_token", "token_type", "refresh_token", "scope", "expires_in", "expires_at"}
+)
+
+
+class TokenFormatError(ValueError):
+    """A token response or saved token dict is not usable (the message names the field)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Token:
+    """One access token, as the token endpoint issued it. Immutable, so thread-safe.
+
+    Lifetimes count from ``obtained_monotonic``, captured before the token request went out.
+    Compare tokens with ``is``: two snapshots are the same token only if they are the same
+    object, which is what the 401 guard relies on.
+
+    :ivar access_token: the secret sent to resources; never shown by ``repr``.
+    :ivar token_type: ``"Bearer"`` (normalised) or another type the server issued.
+    :ivar refresh_token: the refresh token, if any; never shown by ``repr``.
+    :ivar scope: the granted scope, or ``None`` when unknown.
+    :ivar obtained_monotonic: monotonic instant the lifetime counts from.
+    :ivar expires_in_seconds: the lifetime, or ``None`` when the server gave none.
+    :ivar expires_at: wall-clock expiry in epoch seconds (what stores persist), or ``None``.
+    :ivar extra: every other field of the response, read-only.
+    """
+
+    __slots__ = (
+        "access_token",
+        "token_type",
+        "refresh_token",
+        "scope",
+        "obtained_monotonic",
+        "expires_in_seconds",
+        "expires_at",
+        "extra",
+    )
+
+    access_token: str
+    token_type: str
+    refresh_token: Optional[str]
+    scope: Optional[tuple[str, ...]]
+    obtained_monotonic: float
+    expires_in_seconds: Optional[float]
+    expires_at: Optional[float]
+    extra: Mapping[str, Any]
+
+    @property
+    def expires_monotonic(self) -> Optional[float]:
+        """Monotonic instant the token expires, or ``None`` if the server gave no lifetime."""
+        if self.expires_in_seconds is None:
+            return None
+        return self.obtained_monotonic + self.expires_in_seconds
+
+    @property
+    def authorization(self) -> str:
+        """The ``Authorization`` header value, e.g. ``"Bearer <access token>"``."""
+        return f"{self.token_type} {self.access_token}"
+
+    @property
+    def fingerprint(self) -> str:
+        """A short, non-reversible label of the access token, safe to log."""
+        return hashlib.sha256(self.access_token.encode("utf-8")).hexdigest()[:12]
+
+    def __repr__(self) -> str:
+        return (
+            f"Token(token_type={self.token_type!r}, fingerprint={self.fingerprint!r}, "
+            f"expires_at={self.expires_at!r}, scope={self.scope!r}, "
+            f"refresh_token={'<redacted>' if self.refresh_token else None})"
+        )
+
+    @classmethod
+    def from_response(
+        cls,
+        data: Mapping[str, Any],
+        *,
+        obtained_monotonic: float,
+        obtained_at: float,
+        requested_scope: Optional[tuple[str, ...]] = None,
+        previous_refresh_token: Optional[str] = None,
+    ) -> Token:
+        """Build a token from a parsed token response (RFC 6749 §5.1).
+
+        :param obtained_monotonic: monotonic instant the token request was sent.
+        :param obtained_at: wall-clock instant the token request was sent.
+        :param requested_scope: the scope asked for, used when the response names none.
+        :param previous_refresh_token: kept when a refresh response omits a new one.
+        :raises TokenFormatError: a field is missing or of the wrong kind.
+        """
+        expires_in = _lifetime(data.get("expires_in"))
+        return cls(
+            access_token=_access_token(data.get("access_token")),
+            token_type=_token_type(data.get("token_type")),
+            refresh_token=_optional_str(data.get("refresh_token"), "refresh_token")
+            or previous_refresh_token,
+            scope=_scope(data.get("scope")) or requested_scope,
+            obtained_monotonic=obtained_monotonic,
+            expires_in_seconds=expires_in,
+            expires_at=None if expires_in is None else obtained_at + expires_in,
+            extra=_extra(data),
+        )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, now_monotonic: float, now: float) -> Token:
+        """Load a saved token dict, as requests-oauthlib, Authlib or :meth:`to_dict` wrote it.
+
+        ``expires_at`` (epoch seconds) wins over ``expires_in``; a dict with only
+        ``expires_in`` is taken to have been issued just now.
+
+        :raises TokenFormatError: a field is missing or of the wrong kind.
+        """
+        expires_at = _epoch(data.get("expires_at"))
+        if expires_at is None:
+            return cls.from_response(data, obtained_monotonic=now_monotonic, obtained_at=now)
+        lifetime = _lifetime(data.get("expires_in"))
+        if lifetime is None:
+            lifetime = max(0.0, expires_at - now)
+        obtained_at = expires_at - lifetime
+        return cls(
+            access_token=_access_token(data.get("access_token")),
+            token_type=_token_type(data.get("token_type")),
+            refresh_token=_optional_str(data.get("refresh_token"), "refresh_token"),
+            scope=_scope(data.get("scope")),
+            obtained_monotonic=now_monotonic - (now - obtained_at),
+            expires_in_seconds=lifetime,
+            expires_at=expires_at,
+            extra=_extra(data),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The token as the dict requests-oauthlib and Authlib persist (a new dict each call).
+
+        Holds secrets: store it as carefully as a password.
+        """
+        out: dict[str, Any] = dict(self.extra)
+        out["access_token"] = self.access_token
+        out["token_type"] = self.token_type
+        if self.expires_in_seconds is not None:
+            out["expires_in"] = self.expires_in_seconds
+            out["expires_at"] = self.expires_at
+        if self.refresh_token is not None:
+            out["refresh_token"] = self.refresh_token
+        if self.scope is not None:
+            out["scope"] = " ".join(self.scope)
+        return out
+
+
+def _access_token(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise TokenFormatError("the token response has no access_token")
+    if any(c in value for c in "\r\n"):
+        raise TokenFormatError("the access_token contains a line break")
+    return value
+
+
+def _token_type(value: object) -> str:
+    if value is None:
+        return "Bearer"  # RFC 6749 makes it required; servers that omit it mean Bearer
+    if not isinstance(value, str) or not value:
+        raise TokenFormatError("token_type must be a non-empty string")
+    return "Bearer" if value.lower() == "bearer" else value
+
+
+def _optional_str(value: object, name: str) -> Optional[str]:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise TokenFormatError(f"{name} must be a string")
+    return value
+
+
+def _number(value: object, name: str) -> Optional[float]:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise TokenFormatError(f"{name} must be a number")
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise TokenFormatError(f"{name} must be a number") from None
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise TokenFormatError(f"{name} must be a finite number")
+    return float(value)
+
+
+def _lifetime(value: object) -> Optional[float]:
+    seconds = _number(value, "expires_in")
+    if seconds is not None and seconds < 0:
+        raise TokenFormatError("expires_in must not be negative")
+    return seconds
+
+
+def _epoch(value: object) -> Optional[float]:
+    return _number(value, "expires_at")
+
+
+def _scope(value: object) -> Optional[tuple[str, ...]]:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return tuple(value.split())
+    if isinstance(value, (list, tuple)) and all(isinstance(s, str) for s in value):
+        return tuple(value)
+    raise TokenFormatError("scope must be a string or a list of strings")
+
+
+def _extra(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    return types.MappingProxyType({k: v for k, v in data.items() if k not in _KNOWN_FIELDS})
