@@ -268,48 +268,42 @@ class Grant:
         text = response.text
         where = f"token endpoint {self.token_url} ({grant_type} grant) answered {status}"
         retry_after = parse_retry_after(response.headers.get("Retry-After"), clock.time())
-        if status >= 500 or status == 429:
-            error = _error_fields(text)
-            raise TokenEndpointError(
-                where + (f": {error['error']}" if error.get("error") else ""),
-                status_code=status,
-                retry_after_seconds=retry_after,
-                body=redact_body(text),
-                **error,
-            )
-        try:
-            data = _oauthlib_parse(text, self.scope)
-        except OAuth2Error as exc:
-            code = exc.error
-            fields = {
-                "error": code,
-                "error_description": exc.description or None,
-                "error_uri": exc.uri,
-            }
-            message = f"{where}: {code}" + (f" ({exc.description})" if exc.description else "")
-            if code == "missing_token" and 200 <= status < 300:
-                raise MalformedTokenResponseError(
-                    f"{where} without an access_token", status_code=status, body=redact_body(text)
-                ) from None
-            cls: type[TokenRefreshError] = (
-                TokenEndpointError if code in _TRANSIENT_ERRORS else InvalidGrantError
-            )
-            if code == "missing_token" and status not in (400, 401):
-                cls = TokenEndpointError
+        if not 200 <= status < 300:
+            fields = _error_fields(text)
+            code = fields.get("error")
+            terminal = status in (400, 401) and code not in _TRANSIENT_ERRORS
+            cls: type[TokenRefreshError] = InvalidGrantError if terminal else TokenEndpointError
             raise cls(
-                message,
+                where + (f": {code}" if code else ""),
                 status_code=status,
                 retry_after_seconds=retry_after,
                 body=redact_body(text),
                 **fields,
+            )
+        try:
+            data = _oauthlib_parse(text, self.scope)
+        except OAuth2Error as exc:  # an error object or no access_token in a 2xx body
+            if exc.error == "missing_token":
+                raise MalformedTokenResponseError(
+                    f"{where} without an access_token", status_code=status, body=redact_body(text)
+                ) from None
+            code = _str_or_none(exc.error)
+            cls = TokenEndpointError if code in _TRANSIENT_ERRORS else InvalidGrantError
+            raise cls(
+                f"{where}: {code}",
+                error=code,
+                error_description=_str_or_none(exc.description),
+                error_uri=_str_or_none(exc.uri),
+                status_code=status,
+                retry_after_seconds=retry_after,
+                body=redact_body(text),
             ) from None
-        except ValueError as exc:
+        except Exception as exc:  # oauthlib chokes on some shapes (a list, a dict scope, ...)
             raise MalformedTokenResponseError(
-                f"{where} with an unusable token: {exc}", status_code=status, body=redact_body(text)
+                f"{where} with something that is not a token response ({type(exc).__name__})",
+                status_code=status,
+                body=redact_body(text),
             ) from None
-        if not 200 <= status < 300:
-            cls = InvalidGrantError if status in (400, 401) else TokenEndpointError
-            raise cls(where, status_code=status, body=redact_body(text))
         try:
             token = Token.from_response(
                 data,
@@ -344,23 +338,20 @@ def _oauthlib_parse(text: str, scope: Optional[tuple[str, ...]]) -> dict[str, An
         return dict(token)
 
 
+def _str_or_none(value: object) -> Optional[str]:
+    return value if isinstance(value, str) and value else None
+
+
 def _error_fields(text: str) -> dict[str, Optional[str]]:
+    """RFC 6749 §5.2 fields of an error body, when it is a JSON object with string fields."""
     try:
-        data = _json_object(text)
+        data = json.loads(text)
     except ValueError:
         return {}
-    return {
-        k: v if isinstance(v, str) else None
-        for k, v in data.items()
-        if k in ("error", "error_description", "error_uri")
-    }
-
-
-def _json_object(text: str) -> dict[str, Any]:
-    data = json.loads(text)
     if not isinstance(data, dict):
-        raise ValueError("not a JSON object")
-    return data
+        return {}
+    names = ("error", "error_description", "error_uri")
+    return {k: v for k, v in data.items() if k in names and isinstance(v, str)}
 
 
 class ClientCredentials(Grant):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Optional
 
-from ._token import Token
+from ._token import FrozenSlots, Token
 
 #: Refresh ahead once this fraction of the lifetime is left...
 DEFAULT_REFRESH_FRACTION = 0.25
@@ -40,7 +40,7 @@ class TokenState(enum.Enum):
 
 
 @dataclass(frozen=True)
-class RefreshPolicy:
+class RefreshPolicy(FrozenSlots):
     """When to refresh, how long to wait after failures. Immutable; share freely.
 
     :param refresh_fraction: refresh ahead once this fraction of the lifetime is left.
@@ -104,7 +104,7 @@ DEFAULT_POLICY = RefreshPolicy()
 
 
 @dataclass(frozen=True)
-class Deadlines:
+class Deadlines(FrozenSlots):
     """When one token turns stale and when it counts as expired (monotonic seconds)."""
 
     __slots__ = ("stale_monotonic", "expired_monotonic")

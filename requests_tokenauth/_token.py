@@ -15,12 +15,26 @@ _KNOWN_FIELDS = frozenset(
 )
 
 
+class FrozenSlots:
+    """Pickling for frozen dataclasses that declare ``__slots__`` by hand (3.9 has no
+    ``slots=True``): the default slot restore would trip the frozen ``__setattr__``."""
+
+    __slots__ = ()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
+
+
 class TokenFormatError(ValueError):
     """A token response or saved token dict is not usable (the message names the field)."""
 
 
 @dataclass(frozen=True, eq=False)
-class Token:
+class Token(FrozenSlots):
     """One access token, as the token endpoint issued it. Immutable, so thread-safe.
 
     Lifetimes count from ``obtained_monotonic``, captured before the token request went out.
@@ -56,6 +70,14 @@ class Token:
     expires_in_seconds: Optional[float]
     expires_at: Optional[float]
     extra: Mapping[str, Any]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state["extra"] = dict(self.extra)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__({**state, "extra": types.MappingProxyType(dict(state["extra"]))})
 
     @property
     def expires_monotonic(self) -> Optional[float]:
