@@ -1,6 +1,6 @@
-"""Grants: one class per OAuth 2.0 grant. Each builds its token request with an oauthlib
-client, makes one exchange over a private :class:`requests.Session`, and parses the answer
-with oauthlib into a :class:`Token`. Grants know nothing of caching or threads."""
+"""The base of every grant: client authentication, URL checks, the one token exchange over a
+private :class:`requests.Session`, and parsing (by oauthlib) into a :class:`Token` or a typed
+error."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, Optional, Union
 
 import requests
-from oauthlib.oauth2 import BackendApplicationClient, Client, OAuth2Error
+from oauthlib.oauth2 import Client, OAuth2Error
 
-from ._clock import Clock
-from ._errors import (
+from .._clock import Clock
+from .._errors import (
     ConfigurationError,
     InvalidGrantError,
     MalformedTokenResponseError,
@@ -24,8 +24,8 @@ from ._errors import (
     TokenRefreshError,
     redact_body,
 )
-from ._policy import parse_retry_after
-from ._token import Token, TokenFormatError
+from .._policy import parse_retry_after
+from .._token import Token, TokenFormatError
 
 log = logging.getLogger("requests_tokenauth")
 
@@ -352,48 +352,3 @@ def _error_fields(text: str) -> dict[str, Optional[str]]:
         return {}
     names = ("error", "error_description", "error_uri")
     return {k: v for k, v in data.items() if k in names and isinstance(v, str)}
-
-
-class ClientCredentials(Grant):
-    """The client credentials grant (RFC 6749 §4.4): a service acting as itself.
-
-    Renews by running the grant again (or with a refresh token, if the server issued one).
-    Takes the :class:`Grant` parameters.
-    """
-
-    grant_type = "client_credentials"
-
-    def _grant_body(self, client_params: dict[str, Any]) -> str:
-        client = BackendApplicationClient(self.client_id)
-        body: str = client.prepare_request_body(
-            scope=list(self.scope) if self.scope else None, **self.extra, **client_params
-        )
-        return body
-
-
-class RefreshToken(Grant):
-    """The refresh token grant (RFC 6749 §6): renew a token obtained elsewhere.
-
-    The refresh token comes from the current token (``TokenAuth(..., token=saved)``) or
-    from ``refresh_token=``. Rotated refresh tokens replace the old one; a response without
-    one keeps it. Takes the :class:`Grant` parameters, plus:
-
-    :param refresh_token: the refresh token to start from, when no saved token is given.
-    """
-
-    grant_type = "refresh_token"
-    unattended = False
-
-    def __init__(
-        self, token_url: str, *, refresh_token: Optional[str] = None, **kwargs: Any
-    ) -> None:
-        super().__init__(token_url, **kwargs)
-        self._initial_refresh_token = refresh_token
-
-    def _grant_body(self, client_params: dict[str, Any]) -> str:
-        if not self._initial_refresh_token:
-            raise ConfigurationError(
-                "RefreshToken has no refresh token: pass TokenAuth(..., token=saved) with a "
-                "refresh_token, or RefreshToken(..., refresh_token=...)"
-            )
-        return self._refresh_body(self._initial_refresh_token)
