@@ -40,7 +40,11 @@ class ScriptedGrant(ClientCredentials):
         assert self.gate.wait(10), "test never released the grant"
         if isinstance(answer, Exception):
             raise answer
-        data: dict = {"access_token": f"token-{n}", "token_type": "Bearer", "refresh_token": f"rt-{n}"}
+        data: dict = {
+            "access_token": f"token-{n}",
+            "token_type": "Bearer",
+            "refresh_token": f"rt-{n}",
+        }
         if answer is not None:
             data["expires_in"] = answer
         return Token.from_response(data, obtained_monotonic=sent_mono, obtained_at=sent_at)

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from requests_tokenauth import InvalidGrantError, RefreshToken, TokenAdapter, TokenAuth
-from requests_tokenauth.testing import AuthServer, FakeClock
+from requests_tokenauth.testing import AuthServer
 
 from .helpers import (
     EXACT,
@@ -183,7 +183,9 @@ def test_replayable_bodies_are_resent_in_full(server, fake_clock, tmp_path, kind
     assert response.history[0].status_code == 401
     assert response.json()["body_length"] == len(payload)
     assert response.json()["body_sha256"] == hashlib.sha256(payload).hexdigest()
-    assert [s.body_length for s in server.seen if s.method == "POST" and s.path == "/resource"] == [len(payload)] * 2
+    assert [s.body_length for s in server.seen if s.method == "POST" and s.path == "/resource"] == [
+        len(payload)
+    ] * 2
 
 
 def test_generator_body_is_not_resent_and_the_401_is_returned(server, fake_clock) -> None:
@@ -196,7 +198,9 @@ def test_generator_body_is_not_resent_and_the_401_is_returned(server, fake_clock
     assert response.history == []
     assert server.resource_requests == 1
     assert server.token_requests == 0
-    assert [s.body_length for s in server.seen if s.method == "POST" and s.path == "/resource"] == [15]
+    assert [s.body_length for s in server.seen if s.method == "POST" and s.path == "/resource"] == [
+        15
+    ]
 
 
 def test_insufficient_scope_is_not_retried(server, fake_clock) -> None:
@@ -223,7 +227,9 @@ def test_a_401_to_a_request_that_carried_no_token_is_not_retried(server, fake_cl
         other.close()
 
 
-def test_redirects_keep_the_token_on_the_same_origin_only(server, fake_clock, auth_server_factory) -> None:
+def test_redirects_keep_the_token_on_the_same_origin_only(
+    server, fake_clock, auth_server_factory
+) -> None:
     other = auth_server_factory(clock=fake_clock)
     auth = service_auth(server, fake_clock)
     session = session_for(auth)
@@ -233,7 +239,9 @@ def test_redirects_keep_the_token_on_the_same_origin_only(server, fake_clock, au
     assert away.status_code == 401  # the other origin got no token
     assert tokens_sent(other) == [None]
     assert tokens_sent(server) == [auth.token.authorization]
-    assert [s.authorization for s in server.seen if s.path.startswith("/redirect")] == [auth.token.authorization] * 2
+    assert [s.authorization for s in server.seen if s.path.startswith("/redirect")] == [
+        auth.token.authorization
+    ] * 2
 
 
 def test_adapter_mounted_on_a_bare_scheme_sends_the_token_to_its_origin_only(
@@ -252,7 +260,9 @@ def test_adapter_mounted_on_a_bare_scheme_sends_the_token_to_its_origin_only(
     assert tokens_sent(other) == [None, None]
 
 
-def test_adapter_with_explicit_origins_and_the_401_retry(server, fake_clock, auth_server_factory) -> None:
+def test_adapter_with_explicit_origins_and_the_401_retry(
+    server, fake_clock, auth_server_factory
+) -> None:
     other = auth_server_factory(clock=fake_clock)
     auth = service_auth(server, fake_clock)
     session = requests.Session()
@@ -275,7 +285,9 @@ def test_dead_refresh_token_raises_a_terminal_error(server, fake_clock) -> None:
     saved = server.issue_token("app", scopes=("read",), refresh=True, user="alice")
     server.rotate_refresh_tokens = True
     grant = RefreshToken(server.token_url, client_id="app", client_secret="app-secret")
-    auth = TokenAuth(grant, token={**saved, "refresh_token": "not-a-real-one"}, clock=fake_clock, policy=EXACT)
+    auth = TokenAuth(
+        grant, token={**saved, "refresh_token": "not-a-real-one"}, clock=fake_clock, policy=EXACT
+    )
     session = session_for(auth)
     assert session.get(server.resource_url).status_code == 200
     fake_clock.advance(EXPIRED_AFTER)

@@ -1,4 +1,4 @@
-"""Grants without IO: request building with oauthlib, response parsing into Token or typed errors."""
+"""Grants without IO: building requests with oauthlib, parsing into a Token or a typed error."""
 
 from __future__ import annotations
 
@@ -58,7 +58,11 @@ def test_client_credentials_body_and_basic_auth() -> None:
 
 def test_client_secret_post_puts_credentials_in_the_body() -> None:
     grant = ClientCredentials(
-        URL, client_id="svc", client_secret="s", auth_method="client_secret_post", extra={"audience": "api"}
+        URL,
+        client_id="svc",
+        client_secret="s",
+        auth_method="client_secret_post",
+        extra={"audience": "api"},
     )
     assert form(grant._grant_body(grant._client_params())) == {
         "grant_type": "client_credentials",
@@ -70,7 +74,9 @@ def test_client_secret_post_puts_credentials_in_the_body() -> None:
 
 
 def test_refresh_body_keeps_extra_parameters() -> None:
-    grant = RefreshToken(URL, client_id="app", auth_method="none", extra={"resource": "https://api"})
+    grant = RefreshToken(
+        URL, client_id="app", auth_method="none", extra={"resource": "https://api"}
+    )
     assert form(grant._refresh_body("r1")) == {
         "grant_type": "refresh_token",
         "refresh_token": "r1",
@@ -108,7 +114,9 @@ def test_plain_http_needs_opt_in_except_on_loopback() -> None:
         "http://idp.internal/token", client_id="svc", client_secret="s", allow_insecure_http=True
     )
     assert grant.token_url == "http://idp.internal/token"
-    assert is_loopback("127.8.9.10") and not is_loopback("10.0.0.1") and not is_loopback("example.com")
+    assert (
+        is_loopback("127.8.9.10") and not is_loopback("10.0.0.1") and not is_loopback("example.com")
+    )
 
 
 def test_configuration_errors() -> None:
@@ -127,7 +135,9 @@ def test_repr_has_no_secret() -> None:
 
 
 def test_success_is_parsed_by_oauthlib_into_a_token() -> None:
-    token = parse(CC, response(200, {"access_token": "A", "token_type": "Bearer", "expires_in": 60}))
+    token = parse(
+        CC, response(200, {"access_token": "A", "token_type": "Bearer", "expires_in": 60})
+    )
     assert token.access_token == "A"
     assert token.obtained_monotonic == 10.0  # when the request was sent, not when parsed
     assert token.expires_at == 80.0
@@ -142,7 +152,12 @@ def test_scope_change_is_not_an_error() -> None:
 @pytest.mark.parametrize(
     ("status", "body", "error_type", "code"),
     [
-        (400, {"error": "invalid_grant", "error_description": "revoked"}, InvalidGrantError, "invalid_grant"),
+        (
+            400,
+            {"error": "invalid_grant", "error_description": "revoked"},
+            InvalidGrantError,
+            "invalid_grant",
+        ),
         (401, {"error": "invalid_client"}, InvalidGrantError, "invalid_client"),
         (400, {"error": "unauthorized_client"}, InvalidGrantError, "unauthorized_client"),
         (400, {"error": "invalid_scope"}, InvalidGrantError, "invalid_scope"),
@@ -187,15 +202,29 @@ def test_error_body_is_kept_redacted() -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner, max_size=3)
+    ),
     max_leaves=10,
 )
 token_fields = st.sampled_from(
-    ["access_token", "token_type", "expires_in", "expires_at", "refresh_token", "scope", "error", "refresh_in"]
+    [
+        "access_token",
+        "token_type",
+        "expires_in",
+        "expires_at",
+        "refresh_token",
+        "scope",
+        "error",
+        "refresh_in",
+    ]
 )
 
 
-@given(st.dictionaries(token_fields | st.text(max_size=8), json_values, max_size=8), st.sampled_from([200, 400, 401, 500]))
+@given(
+    st.dictionaries(token_fields | st.text(max_size=8), json_values, max_size=8),
+    st.sampled_from([200, 400, 401, 500]),
+)
 def test_any_json_object_gives_a_token_or_a_typed_error(data: dict, status: int) -> None:
     try:
         token = parse(CC, response(status, data))

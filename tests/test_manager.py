@@ -120,7 +120,10 @@ def test_stale_token_one_refreshes_ahead_while_others_keep_the_old_one() -> None
 
 
 def test_failed_refresh_ahead_costs_callers_nothing_and_backs_off() -> None:
-    clock, grant = FakeClock(), ScriptedGrant(100.0, TokenEndpointError("down"), TokenEndpointError("down"))
+    clock, grant = (
+        FakeClock(),
+        ScriptedGrant(100.0, TokenEndpointError("down"), TokenEndpointError("down")),
+    )
     manager = make(grant, clock)
     old = manager.get_token()
     clock.advance(80)
@@ -147,7 +150,7 @@ def test_no_valid_token_and_endpoint_down_fails_fast_until_the_backoff_passes() 
     with pytest.raises(TokenEndpointError, match="down"):
         manager.get_token()
     for _ in range(5):
-        with pytest.raises(TokenEndpointError, match="next attempt in 1.00s") as info:
+        with pytest.raises(TokenEndpointError, match=r"next attempt in 1\.00s") as info:
             manager.get_token()
         assert info.value.status_code == 503
         assert info.value.next_attempt_in_seconds == pytest.approx(1.0)

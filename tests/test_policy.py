@@ -42,7 +42,9 @@ def test_deadlines_from_lifetime(lifetime: float, stale: float, expired: float) 
 
 
 def test_margin_never_exceeds_half_the_lifetime() -> None:
-    policy = RefreshPolicy(refresh_fraction=0.5, refresh_margin_max_seconds=1e9, refresh_jitter_fraction=0)
+    policy = RefreshPolicy(
+        refresh_fraction=0.5, refresh_margin_max_seconds=1e9, refresh_jitter_fraction=0
+    )
     d = deadlines(token(60), policy, draw=0.0)
     assert d.stale_monotonic >= (60 - 5) - 30
     with pytest.raises(ValueError, match="refresh_fraction"):
@@ -93,7 +95,9 @@ def test_classify() -> None:
         (7, 1.0, 5.0, 60.0),
     ],
 )
-def test_backoff_full_jitter_capped(failures: int, draw: float, retry_after: float | None, expected: float) -> None:
+def test_backoff_full_jitter_capped(
+    failures: int, draw: float, retry_after: float | None, expected: float
+) -> None:
     assert backoff_seconds(failures, RefreshPolicy(), draw, retry_after) == expected
 
 

@@ -32,7 +32,9 @@ def test_missing_lifetime_means_no_expiry() -> None:
 def test_refresh_token_kept_when_a_refresh_response_omits_it() -> None:
     token = from_response({"access_token": "a", "expires_in": 5}, previous_refresh_token="old")
     assert token.refresh_token == "old"
-    rotated = from_response({"access_token": "a", "refresh_token": "new"}, previous_refresh_token="old")
+    rotated = from_response(
+        {"access_token": "a", "refresh_token": "new"}, previous_refresh_token="old"
+    )
     assert rotated.refresh_token == "new"
 
 

@@ -1,0 +1,83 @@
+"""The TokenStore protocol, store keys, and the in-process MemoryStore."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from typing import Any, Optional, Protocol, runtime_checkable
+
+from .._grants import Grant
+
+#: Every derived key starts with this, so a shared Redis or directory shows whose keys they are.
+KEY_PREFIX = "tokenauth:"
+
+
+@runtime_checkable
+class TokenStore(Protocol):
+    """Where tokens live beyond one :class:`~requests_tokenauth.TokenManager`.
+
+    A store keeps token dicts (the :meth:`Token.to_dict` shape, wall-clock ``expires_at``)
+    under string keys, and offers a lock per key that every sharer honours: across threads
+    for :class:`MemoryStore`, processes for ``FileStore``, hosts for ``RedisStore``.
+    Implementations must be thread-safe and raise
+    :class:`~requests_tokenauth.TokenStoreError` for any failure.
+    """
+
+    def load(self, key: str) -> Optional[dict[str, Any]]:
+        """The saved token dict for ``key``, or ``None`` if there is none."""
+
+    def save(self, key: str, token: dict[str, Any]) -> None:
+        """Replace the token saved under ``key``."""
+
+    def lock(self, key: str) -> AbstractContextManager[None]:
+        """A context manager that holds the sharers' lock for ``key``; it raises
+        :class:`~requests_tokenauth.TokenStoreError` if it cannot be had in time."""
+
+
+def store_key(grant: Grant) -> str:
+    """A key naming everything that selects a token: token URL, client, grant type, scope
+    and extra parameters (audience, resource...). Two clients that differ in any of them
+    never share a token (Duende's CVE-2025-26620 was scope confusion of this kind)."""
+    identity = {
+        "token_url": grant.token_url,
+        "client_id": grant.client_id,
+        "grant_type": grant.grant_type,
+        "scope": sorted(grant.scope or ()),
+        "extra": sorted(grant.extra.items()),
+        "subject": grant.store_identity(),
+    }
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode("utf-8")).hexdigest()
+    return f"{KEY_PREFIX}{grant.grant_type}:{digest[:32]}"
+
+
+class MemoryStore:
+    """Tokens shared by the managers of one process (e.g. several sessions or ``TokenAuth``
+    objects for the same client). Thread-safe; nothing leaves the process."""
+
+    def __init__(self) -> None:
+        self._tokens: dict[str, dict[str, Any]] = {}
+        self._locks: dict[str, threading.RLock] = {}
+        self._guard = threading.Lock()
+
+    def load(self, key: str) -> Optional[dict[str, Any]]:
+        with self._guard:
+            token = self._tokens.get(key)
+            return dict(token) if token is not None else None
+
+    def save(self, key: str, token: dict[str, Any]) -> None:
+        with self._guard:
+            self._tokens[key] = dict(token)
+
+    @contextlib.contextmanager
+    def lock(self, key: str) -> Iterator[None]:
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.RLock())
+        with lock:
+            yield
+
+    def __repr__(self) -> str:
+        return f"MemoryStore({len(self._tokens)} key(s))"
