@@ -16,9 +16,11 @@ from ._errors import (
     TokenRefreshError,
     TokenStoreError,
 )
+from ._events import TokenEvent
 from ._grants import ClientCredentials, Grant, RefreshToken
 from ._manager import TokenManager
 from ._policy import RefreshPolicy, TokenState
+from ._stores import MemoryStore, TokenStore
 from ._token import Token
 
 __version__ = "0.1.0"
@@ -30,6 +32,7 @@ __all__ = [
     "Grant",
     "InvalidGrantError",
     "MalformedTokenResponseError",
+    "MemoryStore",
     "RefreshPolicy",
     "RefreshToken",
     "SystemClock",
@@ -38,9 +41,11 @@ __all__ = [
     "TokenAuth",
     "TokenAuthError",
     "TokenEndpointError",
+    "TokenEvent",
     "TokenManager",
     "TokenRefreshError",
     "TokenState",
+    "TokenStore",
     "TokenStoreError",
     "__version__",
 ]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import urllib.parse
 from collections.abc import Mapping
 from typing import Any, Callable, Optional
 
@@ -13,9 +12,11 @@ from requests.cookies import extract_cookies_to_jar
 from requests.utils import rewind_body
 
 from ._clock import SYSTEM_CLOCK, Clock
+from ._events import EventCallback
 from ._grants import Grant
 from ._manager import DEFAULT_LOCK_TIMEOUT_SECONDS, TokenCallback, TokenManager
 from ._policy import DEFAULT_POLICY, RefreshPolicy, should_retry_unauthorized
+from ._stores import TokenStore
 from ._token import Token
 
 log = logging.getLogger("requests_tokenauth")
@@ -72,15 +73,8 @@ def retry_with(
         extract_cookies_to_jar(jar, request, response.raw)  # type: ignore[no-untyped-call]
         retry.prepare_cookies(jar)
     retry.headers["Authorization"] = new.authorization
-    log.info(
-        "401 from %s; retrying once with token %s", _origin_label(request.url), new.fingerprint
-    )
+    manager.notify_retry(new)
     return retry
-
-
-def _origin_label(url: Optional[str]) -> str:
-    parts = urllib.parse.urlsplit(url or "")
-    return f"{parts.scheme}://{parts.hostname}"
 
 
 class _RetryHook:
@@ -123,9 +117,16 @@ class TokenAuth(AuthBase):
     :param token: a token dict saved earlier (requests-oauthlib / Authlib shape).
     :param on_token: called once per newly obtained token with its dict; use it to persist
         rotated refresh tokens. Runs on the thread that obtained the token.
+    :param on_event: called with each :class:`TokenEvent` (refresh started / succeeded /
+        failed, token loaded from the store, 401 retry); never given a secret.
+    :param store: a :class:`TokenStore` shared with other processes or hosts; with it,
+        ``token=`` only seeds an empty store.
+    :param store_key: the key in the store (default: derived from the grant).
     :param clock: time source; :class:`~requests_tokenauth.testing.FakeClock` in tests.
     :param policy: refresh margins, 401 cooldown and backoff (:class:`RefreshPolicy`).
     :param random: returns floats in [0, 1), for jitter.
+    :param refresh_ahead: ``"background"`` (default: a short-lived thread refreshes ahead of
+        expiry, no caller waits) or ``"inline"``.
     :param lock_timeout_seconds: how long a caller waits for another thread's token request.
     """
 
@@ -135,9 +136,13 @@ class TokenAuth(AuthBase):
         *,
         token: Optional[Mapping[str, Any]] = None,
         on_token: Optional[TokenCallback] = None,
+        on_event: Optional[EventCallback] = None,
+        store: Optional[TokenStore] = None,
+        store_key: Optional[str] = None,
         clock: Clock = SYSTEM_CLOCK,
         policy: RefreshPolicy = DEFAULT_POLICY,
         random: Optional[Callable[[], float]] = None,
+        refresh_ahead: str = "background",
         lock_timeout_seconds: float = DEFAULT_LOCK_TIMEOUT_SECONDS,
     ) -> None:
         extra: dict[str, Any] = {} if random is None else {"random": random}
@@ -145,8 +150,12 @@ class TokenAuth(AuthBase):
             grant,
             token=token,
             on_token=on_token,
+            on_event=on_event,
+            store=store,
+            store_key=store_key,
             clock=clock,
             policy=policy,
+            refresh_ahead=refresh_ahead,
             lock_timeout_seconds=lock_timeout_seconds,
             **extra,
         )

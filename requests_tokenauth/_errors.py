@@ -20,7 +20,13 @@ _SECRET_FIELDS = frozenset(
 
 
 class TokenAuthError(requests.exceptions.RequestException):
-    """Base of every error raised by requests-tokenauth."""
+    """Base of every error raised by requests-tokenauth.
+
+    :ivar next_attempt_in_seconds: set when this failure was remembered: how long until the
+        next attempt may go out (callers get the error at once until then).
+    """
+
+    next_attempt_in_seconds: Optional[float] = None
 
 
 class ConfigurationError(TokenAuthError, ValueError):
@@ -41,8 +47,6 @@ class TokenRefreshError(TokenAuthError):
     :ivar retryable: whether trying again later can help.
     :ivar retry_after_seconds: the wait the server asked for (``Retry-After``), if any.
     :ivar body: the start of the response body, token fields redacted, for diagnosis.
-    :ivar next_attempt_in_seconds: set when this failure was remembered: how long until the
-        next token request may go out.
     """
 
     retryable = False
@@ -65,7 +69,6 @@ class TokenRefreshError(TokenAuthError):
         self.status_code = status_code
         self.retry_after_seconds = retry_after_seconds
         self.body = body
-        self.next_attempt_in_seconds: Optional[float] = None
 
 
 class InvalidGrantError(TokenRefreshError):

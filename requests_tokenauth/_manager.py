@@ -13,9 +13,17 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from ._clock import SYSTEM_CLOCK, Clock
-from ._errors import ConfigurationError, TokenEndpointError, TokenRefreshError
+from ._errors import (
+    ConfigurationError,
+    TokenAuthError,
+    TokenEndpointError,
+    TokenRefreshError,
+    TokenStoreError,
+)
+from ._events import EventCallback, TokenEvent, emit
 from ._grants import Grant
 from ._policy import DEFAULT_POLICY, Deadlines, RefreshPolicy, backoff_seconds, deadlines
+from ._stores import TokenStore, store_key
 from ._token import Token, TokenFormatError
 
 log = logging.getLogger("requests_tokenauth")
@@ -23,6 +31,9 @@ log = logging.getLogger("requests_tokenauth")
 #: Callers wait at most this long for another thread's token request before giving up; a
 #: little more than the default token-request timeout (5 s connect + 30 s read).
 DEFAULT_LOCK_TIMEOUT_SECONDS = 40.0
+
+#: How a refresh ahead of expiry runs: on a short-lived thread, so no caller waits for it.
+REFRESH_AHEAD_MODES = ("background", "inline")
 
 TokenCallback = Callable[[dict[str, Any]], None]
 
@@ -35,18 +46,29 @@ class _Entry:
 
     token: Token
     deadlines: Deadlines
-    cause: str  # "given", "missing", "expired", "ahead" or "unauthorized"
+    cause: str  # "given", "stored", "missing", "expired", "ahead" or "unauthorized"
 
 
 @dataclass(frozen=True)
 class _Failure:
-    """Failed token requests in a row, and when the next one may go out."""
+    """Failed attempts in a row, and when the next token request may go out."""
 
     __slots__ = ("count", "next_attempt_monotonic", "error")
 
     count: int
     next_attempt_monotonic: float
-    error: TokenRefreshError
+    error: TokenAuthError
+
+
+Needed = Callable[[Optional[_Entry], float], bool]
+
+
+def _expired(entry: Optional[_Entry], now: float) -> bool:
+    return entry is None or now >= entry.deadlines.expired_monotonic
+
+
+def _stale(entry: Optional[_Entry], now: float) -> bool:
+    return entry is None or now >= entry.deadlines.stale_monotonic
 
 
 class TokenManager:
@@ -54,18 +76,29 @@ class TokenManager:
 
     Thread-safe. :meth:`get_token` reads one immutable snapshot without a lock while the
     token is fresh. Inside the refresh margin one caller, chosen by a non-blocking acquire,
-    refreshes ahead while the others keep using the still-valid token. With an expired or no
-    token, callers wait on the lock, re-check, and only the first refreshes. A failed
-    token request is remembered with a backoff: while the current token is valid nobody
-    notices; without one, callers get the typed error at once until the next attempt is due.
+    starts a refresh ahead (on a short-lived thread by default) while every caller keeps
+    using the still-valid token. With an expired or no token, callers wait on the lock,
+    re-check, and only the first one refreshes. A failed token request is remembered with a
+    backoff: while the current token is valid nobody notices; without one, callers get the
+    typed error at once until the next attempt is due.
+
+    With a ``store``, renewal takes the store's lock too, reloads (another process may have
+    refreshed and rotated the refresh token), requests a token only if the stored one is not
+    good enough, and saves the new one.
 
     :param grant: how tokens are obtained.
-    :param token: a token dict saved earlier (requests-oauthlib / Authlib shape).
+    :param token: a token dict saved earlier (requests-oauthlib / Authlib shape). With a
+        store, it only seeds a store that holds no token for this key yet.
     :param on_token: called once per newly obtained token with its dict (after the lock is
         released); how rotated refresh tokens get persisted.
+    :param on_event: called with each :class:`TokenEvent` (also logged as structured records).
+    :param store: a :class:`TokenStore` shared with other managers, processes or hosts.
+    :param store_key: the key in the store; derived from the grant when omitted.
     :param clock: time source (:class:`~requests_tokenauth.testing.FakeClock` in tests).
     :param policy: refresh margins, 401 cooldown and backoff.
     :param random: returns floats in [0, 1), for jitter.
+    :param refresh_ahead: ``"background"`` (a short-lived thread refreshes; no caller waits)
+        or ``"inline"`` (the caller that notices refreshes before its request goes out).
     :param lock_timeout_seconds: how long a caller waits for another thread's token request.
     """
 
@@ -75,24 +108,40 @@ class TokenManager:
         *,
         token: Optional[Mapping[str, Any]] = None,
         on_token: Optional[TokenCallback] = None,
+        on_event: Optional[EventCallback] = None,
+        store: Optional[TokenStore] = None,
+        store_key: Optional[str] = None,
         clock: Clock = SYSTEM_CLOCK,
         policy: RefreshPolicy = DEFAULT_POLICY,
         random: Callable[[], float] = _random.random,
+        refresh_ahead: str = "background",
         lock_timeout_seconds: float = DEFAULT_LOCK_TIMEOUT_SECONDS,
     ) -> None:
         if not isinstance(grant, Grant):
             raise ConfigurationError(f"grant must be a Grant, not {type(grant).__name__}")
+        if refresh_ahead not in REFRESH_AHEAD_MODES:
+            raise ConfigurationError(f"refresh_ahead must be one of {REFRESH_AHEAD_MODES}")
         self.grant = grant
         self._on_token = on_token
+        self._on_event = on_event
+        self._store = store
+        self._key = store_key or (_derived_key(grant) if store is not None else "")
         self._clock = clock
         self._policy = policy
         self._random = random
+        self._background = refresh_ahead == "background"
         self._lock_timeout = lock_timeout_seconds
         self._lock = threading.RLock()
+        self._ahead = threading.Lock()  # held while a refresh ahead is in flight
         self._entry: Optional[_Entry] = None
         self._failure: Optional[_Failure] = None
+        self._seed: Optional[Token] = None
         if token is not None:
-            self._entry = self._make_entry(self._load(token), "given")
+            loaded = self._load(token)
+            if store is None:
+                self._entry = self._make_entry(loaded, "given")
+            else:
+                self._seed = loaded  # the store's token, if it has one, wins
         _live_managers.add(self)
 
     def __repr__(self) -> str:
@@ -112,6 +161,7 @@ class TokenManager:
 
         :raises TokenRefreshError: no valid token and the token request failed (or failed
             recently and the backoff has not passed).
+        :raises TokenStoreError: no valid token and the shared store could not be locked.
         """
         entry = self._entry
         if entry is not None and self._clock.monotonic() < entry.deadlines.stale_monotonic:
@@ -122,35 +172,56 @@ class TokenManager:
         now = self._clock.monotonic()
         if seen is not None and now < seen.deadlines.expired_monotonic:
             self._refresh_ahead(seen, now)
-            entry = self._entry
-            return entry.token if entry is not None else seen.token
-        return self._renew(
-            lambda entry, now: entry is None or (now >= entry.deadlines.expired_monotonic),
-            "expired" if seen else "missing",
-        )
+            return seen.token  # still valid; the refresh publishes its token when done
+        return self._renew(_expired, "expired" if seen else "missing")
 
     # -- renewing ---------------------------------------------------------------------------
 
     def _refresh_ahead(self, seen: _Entry, now: float) -> None:
-        """Stale token: one caller refreshes, nobody waits, a failure only delays the next try."""
-        failure = self._failure
-        if failure is not None and now < failure.next_attempt_monotonic:
+        """Stale token: one caller starts a refresh, nobody waits for it, a failure only
+        delays the next try."""
+        if not self._due(now) or not self._ahead.acquire(blocking=False):
             return
-        if not self._lock.acquire(blocking=False):
-            return
+        if self._background:
+            worker = threading.Thread(
+                target=self._ahead_worker, args=(seen,), name="tokenauth-refresh", daemon=True
+            )
+            try:
+                worker.start()
+                return
+            except RuntimeError:  # no new threads (interpreter shutting down): do it here
+                pass
+        self._ahead_worker(seen)
+
+    def _ahead_worker(self, seen: _Entry) -> None:
         new: Optional[Token] = None
         try:
-            # a failure is logged and backed off in _fetch; the current token is still valid
-            if self._entry is seen and self._due(self._clock.monotonic()):
-                with contextlib.suppress(TokenRefreshError):
-                    new = self._fetch(seen, "ahead")
+            if self._lock.acquire(blocking=False):  # else a blocking renewal is under way
+                try:
+                    if self._entry is seen and self._due(self._clock.monotonic()):
+                        # failures are logged and backed off; the current token is still valid
+                        with contextlib.suppress(TokenAuthError):
+                            token, is_new = self._obtain(seen, "ahead", _stale)
+                            new = token if is_new else None
+                finally:
+                    self._lock.release()
         finally:
-            self._lock.release()
+            self._ahead.release()
         if new is not None:
             self._notify(new)
 
-    def _renew(self, needed: Callable[[Optional[_Entry], float], bool], cause: str) -> Token:
-        """Blocking renewal: lock, re-check with ``needed``, fetch once, publish."""
+    def wait_for_refresh(self, timeout: float = 10.0) -> bool:
+        """Wait until no refresh ahead of expiry is in flight (for tests and shutdown).
+
+        :returns: ``False`` if one was still running after ``timeout`` seconds.
+        """
+        if not self._ahead.acquire(timeout=timeout):
+            return False
+        self._ahead.release()
+        return True
+
+    def _renew(self, needed: Needed, cause: str) -> Token:
+        """Blocking renewal: lock, re-check with ``needed``, obtain once, publish."""
         if not self._lock.acquire(timeout=self._lock_timeout):
             raise TokenEndpointError(
                 f"gave up after {self._lock_timeout:g}s waiting for another thread's token request"
@@ -163,83 +234,143 @@ class TokenManager:
             failure = self._failure
             if failure is not None and now < failure.next_attempt_monotonic:
                 raise _retry_later(failure, now) from failure.error
-            new = self._fetch(entry, cause)
+            token, is_new = self._obtain(entry, cause, needed)
         finally:
             self._lock.release()
-        self._notify(new)
-        return new
+        if is_new:
+            self._notify(token)
+        return token
 
     def _due(self, now: float) -> bool:
         failure = self._failure
         return failure is None or now >= failure.next_attempt_monotonic
 
+    def _obtain(self, entry: Optional[_Entry], cause: str, needed: Needed) -> tuple[Token, bool]:
+        """A token for ``cause``; the caller holds the lock. With a store: its lock, reload,
+        request only if the stored token is ``needed`` too, save. Returns (token, is new)."""
+        store = self._store
+        if store is None:
+            return self._fetch(entry, cause), True
+        try:
+            with store.lock(self._key):
+                stored = self._stored_entry(store)
+                if stored is not None and not needed(stored, self._clock.monotonic()):
+                    self._entry = stored
+                    self._event("token_loaded", cause, token=stored.token)
+                    return stored.token, False
+                token = self._fetch(_newer(stored, entry), cause)
+                try:
+                    store.save(self._key, token.to_dict())
+                except TokenStoreError as exc:
+                    log.error("token store could not save the new token: %s", exc)
+                return token, True
+        except TokenStoreError as exc:
+            wait = self._record_failure(exc)
+            log.warning("token store unavailable: %s; next attempt in %.2fs", exc, wait)
+            raise
+
+    def _stored_entry(self, store: TokenStore) -> Optional[_Entry]:
+        """The store's token (seeding it with ``token=`` when empty); ``None`` if it has none
+        or what it has cannot be read (a good token will replace it)."""
+        try:
+            data = store.load(self._key)
+        except TokenStoreError as exc:
+            log.warning("token store could not load: %s; a new token will replace it", exc)
+            data = None
+        if data is None:
+            seed, self._seed = self._seed, None
+            if seed is None:
+                return None
+            with contextlib.suppress(TokenStoreError):
+                store.save(self._key, seed.to_dict())
+            return self._make_entry(seed, "given")
+        self._seed = None
+        try:
+            token = Token.from_dict(
+                data, now_monotonic=self._clock.monotonic(), now=self._clock.time()
+            )
+        except TokenFormatError as exc:
+            log.warning("token store holds an unusable token (%s); replacing it", exc)
+            return None
+        return self._make_entry(token, "stored")
+
     def _fetch(self, entry: Optional[_Entry], cause: str) -> Token:
         """One token request; the caller holds the lock. Publishes or records the failure."""
         current = entry.token if entry is not None else None
-        log.debug("requesting a token (%s, cause=%s)", self.grant.grant_type, cause)
+        attempt = self._failure.count + 1 if self._failure is not None else 1
+        self._event("refresh_started", cause, attempt=attempt)
+        started = self._clock.monotonic()
         try:
             token = self.grant.fetch(current, self._clock)
         except TokenRefreshError as exc:
-            count = self._failure.count + 1 if self._failure is not None else 1
-            wait = backoff_seconds(count, self._policy, self._random(), exc.retry_after_seconds)
-            self._failure = _Failure(count, self._clock.monotonic() + wait, exc)
-            log.warning(
-                "token request failed (%s, cause=%s, attempt %d): %s; next attempt in %.2fs",
-                self.grant.grant_type,
+            wait = self._record_failure(exc)
+            self._event(
+                "refresh_failed",
                 cause,
-                count,
-                exc,
-                wait,
+                attempt=attempt,
+                duration_seconds=self._clock.monotonic() - started,
+                error=exc.error or type(exc).__name__,
+                retryable=exc.retryable,
+                next_attempt_in_seconds=wait,
             )
             raise
         self._failure = None
         self._entry = self._make_entry(token, cause)
-        log.debug(
-            "obtained token %s (expires_in=%s, cause=%s)",
-            token.fingerprint,
-            token.expires_in_seconds,
+        self._event(
+            "refresh_succeeded",
             cause,
+            attempt=attempt,
+            duration_seconds=self._clock.monotonic() - started,
+            token=token,
         )
         return token
+
+    def _record_failure(self, exc: TokenAuthError) -> float:
+        count = self._failure.count + 1 if self._failure is not None else 1
+        retry_after = getattr(exc, "retry_after_seconds", None)
+        wait = backoff_seconds(count, self._policy, self._random(), retry_after)
+        self._failure = _Failure(count, self._clock.monotonic() + wait, exc)
+        return wait
 
     def replace(self, rejected: Token) -> Optional[Token]:
         """The token to retry with after ``rejected`` got a 401, or ``None`` for no retry.
 
-        Refreshes only if ``rejected`` is still the current token; if another thread has
-        already replaced it, the newer token is returned with no token request. A token that
-        was itself obtained because of a 401 is not replaced again within the policy's
-        cooldown (a resource that rejects every token must not cause a refresh storm).
+        Refreshes only if ``rejected`` is still the current token; if another thread (or,
+        with a store, another process) has already replaced it, the newer token is returned
+        with no token request. A token that was itself obtained because of a 401 is not
+        replaced again within the policy's cooldown: a resource that rejects every token
+        must not cause a refresh storm.
 
         :raises TokenRefreshError: the token request failed.
         """
         entry = self._entry
         now = self._clock.monotonic()
-        if (
-            entry is not None
-            and entry.token is not rejected
-            and now < entry.deadlines.expired_monotonic
-        ):
+        if entry is not None and not _is(entry.token, rejected) and not _expired(entry, now):
             return entry.token
-        if entry is not None and entry.token is rejected and not self._may_replace(entry, now):
+        if entry is not None and _is(entry.token, rejected) and not self._may_replace(entry, now):
             return None
 
         def needed(entry: Optional[_Entry], now: float) -> bool:
-            if entry is None or now >= entry.deadlines.expired_monotonic:
+            if _expired(entry, now):
                 return True
-            return entry.token is rejected and self._may_replace(entry, now)
+            assert entry is not None
+            return _is(entry.token, rejected) and self._may_replace(entry, now)
 
         new = self._renew(needed, "unauthorized")
-        return None if new is rejected else new
+        return None if _is(new, rejected) else new
 
     def _may_replace(self, entry: _Entry, now: float) -> bool:
         if entry.cause != "unauthorized":
             return True
-        cooldown_over = (
-            now >= entry.token.obtained_monotonic + self._policy.unauthorized_cooldown_seconds
-        )
-        if not cooldown_over:
-            log.info("a token obtained after a 401 was rejected again; not replacing it yet")
-        return cooldown_over
+        cooldown = self._policy.unauthorized_cooldown_seconds
+        if now >= entry.token.obtained_monotonic + cooldown:
+            return True
+        log.info("a token obtained after a 401 was rejected again; not replacing it yet")
+        return False
+
+    def notify_retry(self, token: Token) -> None:
+        """Report that a request is being retried with ``token`` after a 401."""
+        self._event("unauthorized_retry", "unauthorized", token=token)
 
     def forget(self) -> None:
         """Drop the current token (and any remembered failure); the next call obtains one."""
@@ -260,6 +391,31 @@ class TokenManager:
         except TokenFormatError as exc:
             raise ConfigurationError(f"the saved token is not usable: {exc}") from None
 
+    def _event(
+        self,
+        kind: str,
+        cause: str,
+        *,
+        attempt: int = 1,
+        duration_seconds: Optional[float] = None,
+        error: Optional[str] = None,
+        retryable: Optional[bool] = None,
+        next_attempt_in_seconds: Optional[float] = None,
+        token: Optional[Token] = None,
+    ) -> None:
+        event = TokenEvent(
+            kind=kind,
+            grant_type=self.grant.grant_type,
+            cause=cause,
+            attempt=attempt,
+            duration_seconds=duration_seconds,
+            error=error,
+            retryable=retryable,
+            next_attempt_in_seconds=next_attempt_in_seconds,
+            fingerprint=token.fingerprint if token is not None else None,
+        )
+        emit(event, self._on_event)
+
     def _notify(self, token: Token) -> None:
         if self._on_token is None:
             return
@@ -275,35 +431,59 @@ class TokenManager:
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        del state["_lock"]
-        state["_entry"] = None  # tokens are not pickled: a pickle is not a secure store
-        state["_failure"] = None
+        for name in ("_lock", "_ahead"):
+            del state[name]
+        # tokens are not pickled: a pickle is not a secure store
+        state.update(_entry=None, _failure=None, _seed=None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._lock = threading.RLock()
+        self._after_fork_in_child()
         _live_managers.add(self)
 
     def _after_fork_in_child(self) -> None:
-        # The parent may have forked while another thread held the lock mid-refresh: that
-        # thread does not exist here, so the child starts with a fresh lock.
+        # The parent may have forked while another thread held a lock mid-refresh: that
+        # thread does not exist here, so the child starts with fresh locks.
         self._lock = threading.RLock()
+        self._ahead = threading.Lock()
 
 
-def _retry_later(failure: _Failure, now: float) -> TokenRefreshError:
-    """A new exception of the cached failure's type, saying when the next attempt is due."""
+def _is(token: Token, other: Token) -> bool:
+    """Same token? Tokens loaded from a store are new objects, so compare the value."""
+    return token is other or token.access_token == other.access_token
+
+
+def _newer(a: Optional[_Entry], b: Optional[_Entry]) -> Optional[_Entry]:
+    """The entry obtained later (it holds the newest, possibly rotated, refresh token)."""
+    if a is None or b is None:
+        return a or b
+    return a if a.token.obtained_monotonic >= b.token.obtained_monotonic else b
+
+
+def _derived_key(grant: Grant) -> str:
+    return store_key(grant)
+
+
+def _retry_later(failure: _Failure, now: float) -> TokenAuthError:
+    """A new exception of the remembered failure's type, saying when the next attempt is due
+    (a fresh object per caller: one exception raised in many threads would share a traceback)."""
     exc = failure.error
     wait = failure.next_attempt_monotonic - now
-    clone = type(exc)(
-        f"{exc} (failed {failure.count} time(s) in a row; next attempt in {wait:.2f}s)",
-        error=exc.error,
-        error_description=exc.error_description,
-        error_uri=exc.error_uri,
-        status_code=exc.status_code,
-        retry_after_seconds=exc.retry_after_seconds,
-        body=exc.body,
-    )
+    message = f"{exc} (failed {failure.count} time(s) in a row; next attempt in {wait:.2f}s)"
+    clone: TokenAuthError
+    if isinstance(exc, TokenRefreshError):
+        clone = type(exc)(
+            message,
+            error=exc.error,
+            error_description=exc.error_description,
+            error_uri=exc.error_uri,
+            status_code=exc.status_code,
+            retry_after_seconds=exc.retry_after_seconds,
+            body=exc.body,
+        )
+    else:
+        clone = type(exc)(message)
     clone.next_attempt_in_seconds = wait
     return clone
 

@@ -101,20 +101,38 @@ def test_expired_token_single_flight_across_32_threads() -> None:
     assert {r.access_token for r in results} == {"token-2"}
 
 
-def test_stale_token_one_refreshes_ahead_while_others_keep_the_old_one() -> None:
+def test_stale_token_is_refreshed_in_the_background_and_nobody_waits() -> None:
     clock, grant = FakeClock(), ScriptedGrant()
-    manager = make(grant, clock)
+    events: list = []
+    manager = make(grant, clock, on_event=events.append)
     old = manager.get_token()
     clock.advance(80)  # stale, still valid
-    grant.gate.clear()
-    refresher = threading.Thread(target=manager.get_token)
-    refresher.start()
-    assert grant.entered.acquire(timeout=10)
-    # while the refresh is in flight, 16 other callers get the still-valid token at once
-    others = [manager.get_token() for _ in range(16)]
-    assert all(t is old for t in others)
+    grant.gate.clear()  # the token endpoint hangs...
+    # ...yet the caller that starts the refresh, and 16 more, get the valid token at once
+    assert manager.get_token() is old
+    assert grant.entered.acquire(timeout=10)  # the refresh is in flight on its own thread
+    assert [manager.get_token() for _ in range(16)] == [old] * 16
+    assert not manager.wait_for_refresh(timeout=0.01)
     grant.gate.set()
-    join([refresher])
+    assert manager.wait_for_refresh()
+    assert grant.calls == 2
+    assert manager.get_token().access_token == "token-2"
+    kinds = [(e.kind, e.cause) for e in events]
+    assert kinds == [
+        ("refresh_started", "missing"),
+        ("refresh_succeeded", "missing"),
+        ("refresh_started", "ahead"),
+        ("refresh_succeeded", "ahead"),
+    ]
+    assert events[-1].fingerprint == manager.token.fingerprint
+
+
+def test_inline_refresh_ahead_runs_on_the_caller() -> None:
+    clock, grant = FakeClock(), ScriptedGrant()
+    manager = make(grant, clock, refresh_ahead="inline")
+    old = manager.get_token()
+    clock.advance(80)
+    assert manager.get_token() is old  # refreshed before returning; the old one is still valid
     assert grant.calls == 2
     assert manager.get_token().access_token == "token-2"
 
@@ -124,7 +142,8 @@ def test_failed_refresh_ahead_costs_callers_nothing_and_backs_off() -> None:
         FakeClock(),
         ScriptedGrant(100.0, TokenEndpointError("down"), TokenEndpointError("down")),
     )
-    manager = make(grant, clock)
+    events: list = []
+    manager = make(grant, clock, refresh_ahead="inline", on_event=events.append)
     old = manager.get_token()
     clock.advance(80)
     assert manager.get_token() is old  # refresh failed; nobody noticed
@@ -140,8 +159,14 @@ def test_failed_refresh_ahead_costs_callers_nothing_and_backs_off() -> None:
     manager.get_token()
     assert grant.calls == 3
     clock.advance(0.1)
+    assert manager.get_token() is old
     assert manager.get_token().access_token == "token-4"
     assert grant.calls == 4
+    failed = [e for e in events if e.kind == "refresh_failed"]
+    assert [(e.attempt, e.next_attempt_in_seconds, e.retryable) for e in failed] == [
+        (1, 1.0, True),
+        (2, 2.0, True),
+    ]
 
 
 def test_no_valid_token_and_endpoint_down_fails_fast_until_the_backoff_passes() -> None:

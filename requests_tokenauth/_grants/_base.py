@@ -173,6 +173,11 @@ class Grant:
         state["_own_session"] = None  # a fresh connection pool in the new process
         return state
 
+    def store_identity(self) -> Optional[str]:
+        """What else selects this grant's token, for store keys (e.g. a username or a JWT
+        subject); never a secret. ``None`` when the client alone does."""
+        return None
+
     # -- what subclasses provide ----------------------------------------------------------
 
     def _grant_body(self, client_params: dict[str, Any]) -> str:
