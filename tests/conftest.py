@@ -1,3 +1,68 @@
-"""Shared test configuration."""
+"""Shared test configuration: the testing server's fixtures, loopback without proxies, and a
+guard that no secret reaches a log line in any test."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from requests_tokenauth._testserver._oauth import known_secrets
 
 pytest_plugins = ["requests_tokenauth.pytest_plugin"]
+
+#: Secrets the tests themselves pass to grants (the servers' own are tracked by the server).
+TEST_SECRETS = frozenset({"svc-secret", "app-secret", "wonderland", "s3cr3t"})
+
+
+@pytest.fixture(autouse=True)
+def _loopback_without_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+
+
+#: The testing server runs oauthlib's provider side in-process, and oauthlib's provider
+#: logs what it validates; those lines are the server's, not the client's.
+SERVER_LOGGERS = tuple(
+    f"oauthlib.oauth2.rfc6749.{part}" for part in ("grant_types", "endpoints", "tokens")
+)
+
+
+class _Capture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not record.name.startswith(SERVER_LOGGERS):
+            self.lines.append(self.format(record))
+
+
+@pytest.fixture(autouse=True)
+def _no_secret_in_any_log_line() -> Iterator[None]:
+    """Every test runs with every logger at DEBUG; afterwards no line logged on the client
+    side (ours, requests, urllib3, oauthlib's client; message, arguments and formatted
+    traceback) may contain a token, client secret or password."""
+    capture = _Capture()
+    capture.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(capture)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        root.removeHandler(capture)
+        root.setLevel(old_level)
+    secrets = known_secrets() | TEST_SECRETS
+    leaks = [line for line in capture.lines if any(s in line for s in secrets)]
+    assert not leaks, f"{len(leaks)} log line(s) carry a secret, e.g. {leaks[0][:200]!r}"

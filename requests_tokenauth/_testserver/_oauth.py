@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hmac
 import secrets
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional, Union
 from urllib.parse import unquote_plus
@@ -60,9 +61,31 @@ class Fault:
     retry_after: Optional[Union[float, str]]
 
 
+_SECRETS_LIMIT = 100_000
+_secrets_lock = threading.Lock()
+_known_secrets: set[str] = set()
+
+
+def remember_secret(value: Optional[str]) -> None:
+    """Note a secret this process's test servers handed out, so tests can prove that no log
+    line, repr or message ever shows one (bounded; the oldest are not tracked past it)."""
+    if value:
+        with _secrets_lock:
+            if len(_known_secrets) < _SECRETS_LIMIT:
+                _known_secrets.add(value)
+
+
+def known_secrets() -> frozenset[str]:
+    """Every token, client secret and password the test servers of this process issued."""
+    with _secrets_lock:
+        return frozenset(_known_secrets)
+
+
 def new_token(request: object = None) -> str:
     """A fresh random opaque token (the signature suits oauthlib's token generators)."""
-    return secrets.token_urlsafe(32)
+    token = secrets.token_urlsafe(32)
+    remember_secret(token)
+    return token
 
 
 def basic_credentials(request: Any) -> Optional[tuple[str, str]]:

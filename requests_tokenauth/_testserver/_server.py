@@ -24,7 +24,16 @@ from oauthlib.oauth2 import (
 
 from .._clock import SYSTEM_CLOCK, Clock
 from ._handler import TOKEN_FAULTS, Handler
-from ._oauth import GRANT_TYPES, Client, Fault, Grant, SeenRequest, Validator, new_token
+from ._oauth import (
+    GRANT_TYPES,
+    Client,
+    Fault,
+    Grant,
+    SeenRequest,
+    Validator,
+    new_token,
+    remember_secret,
+)
 
 _SEEN_LIMIT = 10_000
 _REALM = 'Bearer realm="testing"'
@@ -213,6 +222,7 @@ class AuthServer(ThreadingHTTPServer):
         unknown = set(grant_types) - GRANT_TYPES
         if not client_id or unknown:
             raise ValueError(f"bad client id {client_id!r} or grant types {sorted(unknown)}")
+        remember_secret(client_secret)
         with self._lock:
             self._clients[client_id] = Client(
                 client_id, client_secret, tuple(grant_types), tuple(scopes)
@@ -224,6 +234,7 @@ class AuthServer(ThreadingHTTPServer):
         :param username: the user name.
         :param password: the password.
         """
+        remember_secret(password)
         with self._lock:
             self._users[username] = password
 
