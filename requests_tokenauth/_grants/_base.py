@@ -303,6 +303,12 @@ class Grant:
                 retry_after_seconds=retry_after,
                 body=redact_body(text),
             ) from None
+        except ValueError as exc:  # oauthlib's own checks, e.g. "expires_in must be an int"
+            raise MalformedTokenResponseError(
+                f"{where} with an unusable token: {exc}",
+                status_code=status,
+                body=redact_body(text),
+            ) from None
         except Exception as exc:  # oauthlib chokes on some shapes (a list, a dict scope, ...)
             raise MalformedTokenResponseError(
                 f"{where} with something that is not a token response ({type(exc).__name__})",
