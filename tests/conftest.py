@@ -63,6 +63,10 @@ def _no_secret_in_any_log_line() -> Iterator[None]:
     finally:
         root.removeHandler(capture)
         root.setLevel(old_level)
-    secrets = known_secrets() | TEST_SECRETS
-    leaks = [line for line in capture.lines if any(s in line for s in secrets)]
+    leaks = leaked(capture.lines, known_secrets() | TEST_SECRETS)
     assert not leaks, f"{len(leaks)} log line(s) carry a secret, e.g. {leaks[0][:200]!r}"
+
+
+def leaked(lines: list[str], secrets: frozenset[str]) -> list[str]:
+    """The lines that contain any of ``secrets``."""
+    return [line for line in lines if any(s in line for s in secrets)]
