@@ -9,7 +9,6 @@ import pickle
 import threading
 
 import pytest
-import wrapt
 
 from requests_tokenauth import (
     ClientCredentials,
@@ -21,58 +20,17 @@ from requests_tokenauth import (
 from requests_tokenauth.testing import FakeClock
 
 from ._scripted import ScriptedGrant
+from .helpers import CountingLock, join_all, start_threads
 
 POLICY = RefreshPolicy(refresh_jitter_fraction=0.0)  # 100 s token: stale at 70, expired at 95
-
-
-def zero() -> float:
-    return 0.0
 
 
 def make(grant: ScriptedGrant, clock: FakeClock, **kw) -> TokenManager:
     return TokenManager(grant, clock=clock, policy=POLICY, random=lambda: 1.0, **kw)
 
 
-class CountingLock(wrapt.BaseObjectProxy):  # type: ignore[misc]
-    """Counts acquire attempts so a test knows when every thread reached the slow path."""
-
-    def __init__(self, lock: object) -> None:
-        super().__init__(lock)
-        self._self_attempts = 0
-        self._self_cond = threading.Condition()
-
-    def acquire(self, *args: object, **kwargs: object) -> bool:
-        with self._self_cond:
-            self._self_attempts += 1
-            self._self_cond.notify_all()
-        return self.__wrapped__.acquire(*args, **kwargs)
-
-    def wait_for_attempts(self, n: int, timeout: float = 10.0) -> bool:
-        with self._self_cond:
-            return self._self_cond.wait_for(lambda: self._self_attempts >= n, timeout)
-
-
-def run_threads(n: int, target) -> list:
-    barrier = threading.Barrier(n)
-    results: list = [None] * n
-
-    def run(i: int) -> None:
-        barrier.wait(10)
-        try:
-            results[i] = target()
-        except Exception as exc:
-            results[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    return [threads, results]
-
-
-def join(threads: list[threading.Thread]) -> None:
-    for t in threads:
-        t.join(10)
-        assert not t.is_alive()
+def run_threads(n: int, target) -> tuple[list[threading.Thread], list]:
+    return start_threads(n, lambda i: target())
 
 
 def test_first_call_fetches_then_the_fresh_path_reuses() -> None:
@@ -96,7 +54,7 @@ def test_expired_token_single_flight_across_32_threads() -> None:
     assert grant.entered.acquire(timeout=10)  # one thread is inside the token request
     assert lock.wait_for_attempts(32)  # and every other thread is at the lock
     grant.gate.set()
-    join(threads)
+    join_all(threads)
     assert grant.calls == 2
     assert {r.access_token for r in results} == {"token-2"}
 
@@ -214,7 +172,7 @@ def test_concurrent_401s_for_one_token_make_one_token_request() -> None:
     threads, results = run_threads(16, lambda: manager.replace(rejected))
     assert grant.entered.acquire(timeout=10)
     grant.gate.set()
-    join(threads)
+    join_all(threads)
     assert grant.calls == 2
     assert {r.access_token for r in results} == {"token-2"}
 
@@ -294,5 +252,5 @@ def test_child_after_fork_has_a_fresh_lock_even_if_the_parent_held_it() -> None:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     grant.gate.set()
-    join([holder])
+    join_all([holder])
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
