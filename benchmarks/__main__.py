@@ -1,0 +1,65 @@
+"""Run the benchmarks: ``python -m benchmarks`` (see :mod:`benchmarks`)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+from . import RESULTS_DIR, extra_scenarios
+from ._libraries import BASELINE, LIBRARIES
+from ._report import machine, write
+from ._scenarios import FULL, QUICK, SCENARIOS
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="requests-tokenauth side by side with requests-oauthlib, Authlib, "
+        "google-auth and requests-auth, against the loopback testing server.",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="one repetition, small counts (the test suite's run)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=RESULTS_DIR, help=f"output directory (default {RESULTS_DIR})"
+    )
+    parser.add_argument(
+        "--scenario", action="append", metavar="NAME", help="run only these (repeatable)"
+    )
+    args = parser.parse_args(argv)
+    logging.getLogger().addHandler(logging.NullHandler())  # libraries' warnings stay quiet
+    params = QUICK if args.quick else FULL
+    scenarios = {**SCENARIOS, **extra_scenarios()}
+    names = args.scenario or list(scenarios)
+    unknown = sorted(set(names) - set(scenarios))
+    if unknown:
+        parser.error(f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(scenarios)}")
+    started = time.monotonic()
+    tables = []
+    for name in names:
+        t0 = time.monotonic()
+        print(f"{name} ...", end=" ", flush=True, file=sys.stderr)
+        tables.append(scenarios[name](LIBRARIES, params))
+        print(f"{time.monotonic() - t0:.1f} s", file=sys.stderr)
+    meta = {
+        "command": "python -m benchmarks"
+        + "".join(f" {a}" for a in (sys.argv[1:] if argv is None else argv)),
+        **machine(),
+        "cpus": os.cpu_count(),
+        "seconds": round(time.monotonic() - started, 1),
+        "quick": args.quick,
+        "libraries": {lib.name: lib.version for lib in (BASELINE, *LIBRARIES)},
+    }
+    md, js = write(tables, meta, args.out)
+    print(md.read_text(encoding="utf-8"))
+    print(f"wrote {md} and {js}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

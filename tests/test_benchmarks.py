@@ -1,0 +1,101 @@
+"""The trimmed benchmark run (one repetition, small counts), so the benchmark never rots.
+
+It runs ``python -m benchmarks --quick`` end to end in a subprocess (the other libraries log
+tokens at DEBUG, which this suite's log guard would rightly reject in-process) and checks
+the report has every scenario and every library, plus the counts our own claims rest on.
+It never asserts a time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks import extra_scenarios
+from benchmarks._libraries import BASELINE, LIBRARIES, OURS, OURS_INLINE
+from benchmarks._scenarios import SCENARIOS, percentile, summary
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("bench")
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    env["NO_PROXY"] = "127.0.0.1,localhost"
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--out", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    data: dict[str, Any] = json.loads((out / "latest.json").read_text())
+    data["markdown"] = (out / "latest.md").read_text()
+    return data
+
+
+def rows(report: dict[str, Any], scenario: str) -> dict[str, dict[str, Any]]:
+    return {row["library"]: row for row in report["scenarios"][scenario]["rows"]}
+
+
+@pytest.mark.slow
+def test_every_scenario_has_a_row_per_library(report: dict[str, Any]) -> None:
+    expected = set(SCENARIOS) | set(extra_scenarios())
+    assert set(report["scenarios"]) == expected
+    names = {lib.name for lib in LIBRARIES}
+    for name in SCENARIOS:
+        scenario = report["scenarios"][name]
+        got = set(rows(report, name))
+        want = names | ({BASELINE.name} if name == "overhead" else set())
+        want |= {OURS_INLINE.name} if name == "latency" else set()
+        assert got == want, name
+        for row in scenario["rows"]:
+            if "skipped" not in row:
+                assert set(scenario["columns"]) <= set(row), (name, row["library"])
+        assert f"## {scenario['title']}" in report["markdown"]
+    for name in names:
+        assert name in report["markdown"]
+    assert (
+        report["command"] == f"python -m benchmarks --quick --out {report['command'].split()[-1]}"
+    )
+    assert set(report["libraries"]) == names | {BASELINE.name}
+    assert report["libraries"][OURS.name]
+
+
+@pytest.mark.slow
+def test_the_counts_our_claims_rest_on(report: dict[str, Any]) -> None:
+    ours = OURS.name
+    assert rows(report, "stampede")[ours]["token_requests"] == 1
+    assert rows(report, "stampede")[ours]["failed"] == 0
+    rotation = rows(report, "rotation")[ours]
+    assert rotation["invalid_grant"] == 0 and rotation["failed"] == 0
+    assert rotation["requests"] > 0
+    revocation = rows(report, "revocation")[ours]
+    assert revocation["caller_gets"] == "200"
+    storm = rows(report, "storm")[ours]
+    assert storm["resource_per_call"] < 2  # one retry, then the cooldown holds
+    assert rows(report, "overhead")[ours]["failed"] == 0
+    assert rows(report, "latency")[ours]["failed"] == 0
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 50) == 50.0
+    assert percentile(values, 99) == 99.0
+    assert percentile(values, 100) == 100.0
+    assert percentile([7.0], 99) == 7.0
+    assert percentile([], 50) is None
+
+
+def test_summary_counts_outcomes_most_common_first() -> None:
+    assert summary(["200", "401", "200"]) == "200 x2, 401 x1"
