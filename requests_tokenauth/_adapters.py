@@ -1,103 +1,69 @@
-"""TokenAdapter: the same stamping and one guarded 401 retry, at the transport layer."""
+"""The same stamping and one guarded 401 retry at the transport layer: :class:`TokenAdapter`,
+and a wrapt proxy around an adapter the user already configured (retries, pools, TLS)."""
 
 from __future__ import annotations
 
-import logging
-import threading
-import urllib.parse
-from collections.abc import Iterable
+import copy
 from typing import Any, Optional, Union
 
 import requests
+import wrapt
 from requests.adapters import HTTPAdapter
 
 from ._auth import Send, TokenAuth, retry_with
+from ._dpop import DPoPProofs
 from ._errors import ConfigurationError
 from ._manager import TokenManager
+from ._origins import (
+    ALLOWED,
+    INSECURE,
+    Origins,
+    OriginScope,
+    insecure_error,
+    origin_url,
+    url_prefixes,
+)
 
-log = logging.getLogger("requests_tokenauth")
-
-Origin = tuple[str, str, int]
-
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-def origin_of(url: Optional[str]) -> Optional[Origin]:
-    """``(scheme, host, port)`` of an absolute http(s) URL, lower-cased, default port filled."""
-    parts = urllib.parse.urlsplit(url or "")
-    scheme = (parts.scheme or "").lower()
-    if scheme not in _DEFAULT_PORTS or not parts.hostname:
-        return None
-    try:
-        port = parts.port or _DEFAULT_PORTS[scheme]
-    except ValueError:
-        return None
-    return scheme, parts.hostname.lower(), port
-
-
-def parse_origins(origins: Union[str, Iterable[str], None]) -> Optional[frozenset[Origin]]:
-    """Normalise an origin or a list of origins (``"https://api.example.com"``).
-
-    :raises ConfigurationError: one is not an absolute http(s) URL.
-    """
-    if origins is None:
-        return None
-    if isinstance(origins, str):
-        origins = [origins]
-    out = set()
-    for url in origins:
-        origin = origin_of(url)
-        if origin is None:
-            raise ConfigurationError(f"{url!r} is not an http(s) origin")
-        out.add(origin)
-    return frozenset(out)
-
-
-class _OriginGuard:
-    """The origins a transport may send the token to. Without a list, the first origin
-    the adapter sends to is the only one (pinned once, thread-safely)."""
-
-    __slots__ = ("_origins", "_lock")
-
-    def __init__(self, origins: Union[str, Iterable[str], None]) -> None:
-        self._origins = parse_origins(origins)
-        self._lock = threading.Lock()
-
-    def allows(self, url: Optional[str]) -> bool:
-        origin = origin_of(url)
-        if origin is None:
-            return False
-        origins = self._origins
-        if origins is None:
-            with self._lock:
-                if self._origins is None:
-                    self._origins = frozenset({origin})
-                    log.debug("token adapter pinned to %s://%s:%d", *origin)
-                origins = self._origins
-        return origin in origins
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"origins": self._origins}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self._origins = state["origins"]
-        self._lock = threading.Lock()
+#: wrapt 2 has ``BaseObjectProxy`` (no operator overloads to surprise anyone); wrapt 1.17
+#: only ``ObjectProxy``, which is the same for an adapter.
+_ObjectProxy: Any = getattr(wrapt, "BaseObjectProxy", None) or wrapt.ObjectProxy
 
 
 def send_with_token(
     send: Send,
     manager: TokenManager,
-    guard: _OriginGuard,
+    scope: OriginScope,
     request: requests.PreparedRequest,
     kwargs: dict[str, Any],
+    dpop: Optional[DPoPProofs] = None,
 ) -> requests.Response:
-    """Stamp the token (only for an allowed origin), send, and retry once after a 401."""
-    if not guard.allows(request.url):
+    """Stamp the token (only for an allowed origin), send, and retry once after a 401.
+
+    A request to any other origin loses our token if it carries it (requests keeps
+    ``Authorization`` on an http to https redirect of the same host, for instance) and any
+    DPoP proof; ``Proxy-Authorization`` and other headers are never touched.
+
+    :raises OriginNotAllowedError: the first request of a pinning adapter is plain http to
+        a host that is not this machine, without ``allow_insecure_http``.
+    """
+    verdict = scope.verdict(request.url)
+    if verdict != ALLOWED:
+        if verdict == INSECURE:
+            raise insecure_error(request.url)
+        current = manager.token
+        if current is not None and request.headers.get("Authorization") == current.authorization:
+            del request.headers["Authorization"]
+        if dpop is not None:
+            request.headers.pop("DPoP", None)
         return send(request, **kwargs)
     token = manager.get_token()
     request.headers["Authorization"] = token.authorization
+    if dpop is not None:
+        dpop.stamp(request, token)
     response = send(request, **kwargs)
-    retry = retry_with(response, token, manager, already_retried=False)
+    if dpop is not None and response.status_code != 401:
+        dpop.remember_nonce(response)
+    retry = retry_with(response, token, manager, already_retried=False, dpop=dpop)
     if retry is None:
         return response
     new_response = send(retry, **kwargs)
@@ -105,14 +71,32 @@ def send_with_token(
     return new_response
 
 
+def _parts(
+    auth: Union[TokenAuth, TokenManager], origins: Origins
+) -> tuple[TokenManager, OriginScope, Optional[DPoPProofs]]:
+    """The manager, the origin scope and the DPoP proofs an adapter takes from ``auth``.
+    Without ``origins``: the auth's own list, else the first origin sent to (pinned)."""
+    if isinstance(auth, TokenAuth):
+        if origins is None and auth.origin_scope.origins is not None:
+            origins = [origin_url(origin) for origin in auth.origin_scope.origins]
+        insecure_ok = auth.origin_scope.allow_insecure_http
+        scope = OriginScope(origins, allow_insecure_http=insecure_ok, pin_first=True)
+        return auth.manager, scope, auth.dpop_proofs
+    if isinstance(auth, TokenManager):
+        return auth, OriginScope(origins, pin_first=True), None
+    raise ConfigurationError(f"auth must be a TokenAuth or TokenManager, not {type(auth).__name__}")
+
+
 class TokenAdapter(HTTPAdapter):
     """An :class:`~requests.adapters.HTTPAdapter` that adds the token itself.
 
     ``session.mount("https://api.example.com/", TokenAdapter(auth))``: only requests sent
     through this adapter carry the token, and only to its origins, whatever prefix it is
-    mounted on, so a redirect to another host or scheme never carries it. Without
-    ``origins``, the first origin it sends to is the only one. Use it instead of
-    ``session.auth``, not together with it. Thread-safe, like ``HTTPAdapter``.
+    mounted on, so a redirect to another host or scheme never carries it (each hop that
+    goes through the adapter is stamped anew, with a fresh DPoP proof when DPoP is on).
+    Without ``origins``, the auth's ``origins``, else the first origin it sends to, is the
+    only one. Use it instead of ``session.auth``, not together with it. Thread-safe, like
+    ``HTTPAdapter``. To keep an adapter you already configured, see :func:`wrap_adapter`.
 
     :param auth: the :class:`TokenAuth` (or :class:`TokenManager`) whose token to send.
     :param origins: origin(s) allowed to receive the token, e.g. ``"https://api.example.com"``.
@@ -120,19 +104,128 @@ class TokenAdapter(HTTPAdapter):
     """
 
     # HTTPAdapter pickles exactly the attributes listed here
-    __attrs__ = [*HTTPAdapter.__attrs__, "_manager", "_guard"]
+    __attrs__ = [*HTTPAdapter.__attrs__, "_manager", "_scope", "_dpop"]
 
     def __init__(
         self,
         auth: Union[TokenAuth, TokenManager],
-        origins: Union[str, Iterable[str], None] = None,
+        origins: Origins = None,
         **kwargs: Any,
     ) -> None:
-        self._manager = auth.manager if isinstance(auth, TokenAuth) else auth
-        self._guard = _OriginGuard(origins)
+        self._manager, self._scope, self._dpop = _parts(auth, origins)
         super().__init__(**kwargs)
 
     def send(  # type: ignore[override]
         self, request: requests.PreparedRequest, **kwargs: Any
     ) -> requests.Response:
-        return send_with_token(super().send, self._manager, self._guard, request, kwargs)
+        return send_with_token(
+            super().send, self._manager, self._scope, request, kwargs, self._dpop
+        )
+
+
+class AuthorizedAdapter(_ObjectProxy):  # type: ignore[misc]
+    """A transparent proxy around an adapter: its ``send`` stamps the token and makes the
+    one guarded 401 retry; everything else (``max_retries``, pools, TLS, ``close``, custom
+    methods, ``isinstance``) is the wrapped adapter's own. Made by :func:`wrap_adapter`.
+
+    Thread-safe if the wrapped adapter is. Picklable and copyable (a copy wraps a copy of
+    the adapter and shares the token).
+    """
+
+    def __init__(
+        self,
+        adapter: Any,
+        manager: TokenManager,
+        scope: OriginScope,
+        dpop: Optional[DPoPProofs] = None,
+    ) -> None:
+        super().__init__(adapter)
+        self._self_manager = manager
+        self._self_scope = scope
+        self._self_dpop = dpop
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        return send_with_token(
+            self.__wrapped__.send,
+            self._self_manager,
+            self._self_scope,
+            request,
+            kwargs,
+            self._self_dpop,
+        )
+
+    def _rebuild(self, adapter: Any) -> tuple[Any, ...]:
+        return (adapter, self._self_manager, self._self_scope, self._self_dpop)
+
+    def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
+        return (AuthorizedAdapter, self._rebuild(self.__wrapped__))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return self.__reduce_ex__(2)
+
+    def __copy__(self) -> AuthorizedAdapter:
+        return AuthorizedAdapter(*self._rebuild(copy.copy(self.__wrapped__)))
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> AuthorizedAdapter:
+        return AuthorizedAdapter(*self._rebuild(copy.deepcopy(self.__wrapped__, memo)))
+
+    def __repr__(self) -> str:
+        return f"<AuthorizedAdapter around {self.__wrapped__!r}>"
+
+
+def wrap_adapter(
+    adapter: Any, auth: Union[TokenAuth, TokenManager], origins: Origins = None
+) -> Any:
+    """Wrap an adapter you already built (``HTTPAdapter(max_retries=Retry(...))``, a
+    requests-toolbelt adapter, ...) so that its ``send`` adds the token, without giving up
+    its configuration. ``session.mount(prefix, wrap_adapter(adapter, auth))``.
+
+    :param adapter: any requests transport adapter (something with ``send``).
+    :param auth: the :class:`TokenAuth` (or :class:`TokenManager`) whose token to send.
+    :param origins: the origins that may receive the token; default: the auth's ``origins``,
+        else the first origin the adapter sends to.
+    :returns: an :class:`AuthorizedAdapter`; ``isinstance`` checks against the wrapped
+        adapter's class still pass.
+    :raises ConfigurationError: not an adapter, or already wrapped.
+    """
+    if isinstance(adapter, AuthorizedAdapter):
+        raise ConfigurationError("this adapter is already wrapped")
+    if not callable(getattr(adapter, "send", None)):
+        raise ConfigurationError(f"{type(adapter).__name__} has no send(): not an adapter")
+    return AuthorizedAdapter(adapter, *_parts(auth, origins))
+
+
+def authorize_session(
+    session: requests.Session, auth: Union[TokenAuth, TokenManager], origins: Origins
+) -> list[Any]:
+    """Give the token to ``origins`` through the adapters ``session`` already has mounted.
+
+    For each origin, the adapter that serves it now is wrapped (:func:`wrap_adapter`) and
+    the wrapper is mounted on that origin's own prefix (``"https://api.example.com/"``, and
+    ``"https://api.example.com:443/"``), so other hosts keep the unwrapped adapter; an
+    adapter that serves several of the origins is wrapped once. Use it instead of
+    ``session.auth``, not together with it.
+
+    :param session: the session to change.
+    :param auth: the :class:`TokenAuth` (or :class:`TokenManager`) whose token to send.
+    :param origins: the origin(s) that may receive the token (required).
+    :returns: the wrappers mounted.
+    :raises ConfigurationError: a bad or plain-http origin, or no adapter for one.
+    """
+    manager, scope, dpop = _parts(auth, origins)
+    if scope.origins is None:
+        raise ConfigurationError("authorize_session needs the origins that may get the token")
+    wrappers: dict[int, AuthorizedAdapter] = {}
+    for origin in sorted(scope.origins):
+        for prefix in url_prefixes(origin):
+            try:
+                current = session.get_adapter(prefix)
+            except requests.exceptions.InvalidSchema:
+                raise ConfigurationError(f"no adapter is mounted for {prefix}") from None
+            if isinstance(current, AuthorizedAdapter):
+                current = current.__wrapped__
+            wrapper = wrappers.get(id(current))
+            if wrapper is None:
+                wrapper = wrappers[id(current)] = AuthorizedAdapter(current, manager, scope, dpop)
+            session.mount(prefix, wrapper)
+    return list(wrappers.values())

@@ -1,0 +1,265 @@
+"""DPoP (RFC 9449): a proof-of-possession key, and a fresh proof JWT for every token request
+and every resource request, with the servers' nonces.
+
+Needs ``cryptography`` (``pip install requests-tokenauth[jwt]``), imported only when a key
+is made, so the rest of the library does not depend on it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+import urllib.parse
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Optional
+
+import requests
+
+from ._clock import Clock
+from ._errors import ConfigurationError
+from ._origins import origin_of
+from ._policy import challenge_error
+from ._token import Token
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
+
+#: The one algorithm proofs are signed with: ECDSA P-256 with SHA-256 (every DPoP server
+#: supports it; RFC 9449 §4.2 forbids symmetric ones).
+ALGORITHM = "ES256"
+
+#: How many servers' nonces are remembered before the oldest are forgotten.
+DEFAULT_NONCE_LIMIT = 64
+
+_NONCE_ERROR = "use_dpop_nonce"
+
+
+def b64url(data: bytes) -> str:
+    """Unpadded base64url (RFC 7515 §2)."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def access_token_hash(access_token: str) -> str:
+    """The ``ath`` claim: base64url of the SHA-256 of the access token (RFC 9449 §4.2)."""
+    return b64url(hashlib.sha256(access_token.encode("ascii")).digest())
+
+
+def jwk_thumbprint(jwk: Mapping[str, str]) -> str:
+    """The RFC 7638 SHA-256 thumbprint of an EC public JWK (what ``cnf.jkt`` names)."""
+    members = {name: jwk[name] for name in ("crv", "kty", "x", "y")}
+    canonical = json.dumps(members, separators=(",", ":"), sort_keys=True)
+    return b64url(hashlib.sha256(canonical.encode("ascii")).digest())
+
+
+def htu(url: str) -> str:
+    """The ``htu`` claim: the target URI without query, fragment or user info, the default
+    port dropped (RFC 9449 §4.2, normalised as RFC 3986 §6 asks)."""
+    parts = urllib.parse.urlsplit(url)
+    origin = origin_of(url)
+    if origin is None:
+        raise ConfigurationError("a DPoP proof needs an absolute http(s) URL")
+    scheme, host, port = origin
+    host = f"[{host}]" if ":" in host else host
+    default = {"http": 80, "https": 443}[scheme]
+    netloc = host if port == default else f"{host}:{port}"
+    return f"{scheme}://{netloc}{parts.path or '/'}"
+
+
+def _ec() -> Any:
+    try:
+        from cryptography.hazmat.primitives.asymmetric import ec
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise ConfigurationError(
+            "DPoP needs the cryptography package: pip install requests-tokenauth[jwt]"
+        ) from None
+    return ec
+
+
+class DPoPKey:
+    """An ES256 (P-256) key pair whose proofs bind tokens to this client (RFC 9449).
+
+    Immutable, so thread-safe; share one between threads. The private key never leaves
+    the object: ``repr`` shows only the public key's thumbprint. Pickling carries the
+    private key (as requests pickles ``session.auth``): treat a pickle as a secret.
+
+    :param private_key: a ``cryptography`` P-256 private key; see :meth:`generate` and
+        :meth:`from_pem`.
+    """
+
+    __slots__ = ("_private", "_jwk", "thumbprint")
+
+    def __init__(self, private_key: EllipticCurvePrivateKey) -> None:
+        ec = _ec()
+        if not isinstance(private_key, ec.EllipticCurvePrivateKey) or not isinstance(
+            private_key.curve, ec.SECP256R1
+        ):
+            raise ConfigurationError("a DPoP key must be a P-256 (ES256) private key")
+        numbers = private_key.public_key().public_numbers()
+        self._private = private_key
+        self._jwk = {
+            "kty": "EC",
+            "crv": "P-256",
+            "x": b64url(numbers.x.to_bytes(32, "big")),
+            "y": b64url(numbers.y.to_bytes(32, "big")),
+        }
+        #: The RFC 7638 thumbprint of the public key (the ``jkt`` a server binds tokens to).
+        self.thumbprint = jwk_thumbprint(self._jwk)
+
+    @classmethod
+    def generate(cls) -> DPoPKey:
+        """A new random key (kept in memory only)."""
+        return cls(_ec().generate_private_key(_ec().SECP256R1()))
+
+    @classmethod
+    def from_pem(cls, data: bytes, password: Optional[bytes] = None) -> DPoPKey:
+        """Load a P-256 private key from PEM (PKCS#8 or SEC1), e.g. one kept across restarts.
+
+        :raises ConfigurationError: not a P-256 private key, or the password is wrong.
+        """
+        _ec()
+        from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+        try:
+            key = load_pem_private_key(data, password)
+        except (ValueError, TypeError) as exc:
+            raise ConfigurationError(
+                f"not a usable PEM private key ({type(exc).__name__})"
+            ) from None
+        return cls(key)  # type: ignore[arg-type]
+
+    @property
+    def public_jwk(self) -> dict[str, str]:
+        """The public key as a JWK (a new dict each call)."""
+        return dict(self._jwk)
+
+    def proof(
+        self,
+        method: str,
+        url: str,
+        *,
+        issued_at: float,
+        access_token: Optional[str] = None,
+        nonce: Optional[str] = None,
+    ) -> str:
+        """A new DPoP proof JWT for one request (a fresh ``jti`` every call).
+
+        :param method: the HTTP method (``htm``).
+        :param url: the request URL; ``htu`` drops its query and fragment.
+        :param issued_at: wall-clock epoch seconds (``iat``).
+        :param access_token: for resource requests: hashed into ``ath``.
+        :param nonce: the server's latest ``DPoP-Nonce``, if it gave one.
+        """
+        from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+        from cryptography.hazmat.primitives.hashes import SHA256
+
+        header = {"typ": "dpop+jwt", "alg": ALGORITHM, "jwk": self._jwk}
+        claims: dict[str, Any] = {
+            "jti": secrets.token_urlsafe(16),
+            "htm": method.upper(),
+            "htu": htu(url),
+            "iat": int(issued_at),
+        }
+        if access_token is not None:
+            claims["ath"] = access_token_hash(access_token)
+        if nonce is not None:
+            claims["nonce"] = nonce
+        signing_input = ".".join(
+            b64url(json.dumps(part, separators=(",", ":")).encode("utf-8"))
+            for part in (header, claims)
+        )
+        der = self._private.sign(signing_input.encode("ascii"), _ec().ECDSA(SHA256()))
+        r, s = decode_dss_signature(der)
+        return f"{signing_input}.{b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+
+    def __repr__(self) -> str:
+        return f"DPoPKey(thumbprint={self.thumbprint!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        from cryptography.hazmat.primitives import serialization
+
+        der = self._private.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        return (_key_from_der, (der,))
+
+
+def _key_from_der(der: bytes) -> DPoPKey:
+    from cryptography.hazmat.primitives.serialization import load_der_private_key
+
+    return DPoPKey(load_der_private_key(der, None))  # type: ignore[arg-type]
+
+
+class DPoPProofs:
+    """Makes the ``DPoP`` header of each request and remembers each server's nonce.
+
+    Thread-safe: the key is immutable and a nonce is replaced in one assignment (a proof
+    made with a nonce just superseded gets one ``use_dpop_nonce`` retry).
+
+    :param key: the proof key.
+    :param clock: where ``iat`` is read (``clock.time()``).
+    """
+
+    __slots__ = ("key", "_clock", "_nonces")
+
+    def __init__(self, key: DPoPKey, clock: Clock) -> None:
+        if not isinstance(key, DPoPKey):
+            raise ConfigurationError(f"dpop must be a DPoPKey, not {type(key).__name__}")
+        self.key = key
+        self._clock = clock
+        self._nonces: dict[Any, str] = {}
+
+    def header(self, method: str, url: str, access_token: Optional[str] = None) -> str:
+        """A fresh proof for ``method url``, with the nonce its server gave last, if any."""
+        return self.key.proof(
+            method,
+            url,
+            issued_at=self._clock.time(),
+            access_token=access_token,
+            nonce=self._nonces.get(origin_of(url)),
+        )
+
+    def stamp(self, request: requests.PreparedRequest, token: Token) -> None:
+        """Add a proof for ``token`` to ``request`` (only DPoP-bound tokens get one)."""
+        if token.token_type == "DPoP":
+            request.headers["DPoP"] = self.header(
+                request.method or "GET", request.url or "", token.access_token
+            )
+        else:
+            request.headers.pop("DPoP", None)
+
+    def remember_nonce(self, response: requests.Response) -> bool:
+        """Keep the ``DPoP-Nonce`` a response carries (any response may send a new one,
+        RFC 9449 §8.2). Returns whether it carried one."""
+        nonce = response.headers.get("DPoP-Nonce")
+        if not nonce:
+            return False
+        origin = origin_of(response.url or (response.request.url if response.request else None))
+        if origin is None:
+            return False
+        if origin not in self._nonces and len(self._nonces) >= DEFAULT_NONCE_LIMIT:
+            self._nonces.clear()
+        self._nonces[origin] = nonce
+        return True
+
+    def is_nonce_challenge(self, response: requests.Response) -> bool:
+        """Whether ``response`` asks for a proof with its new nonce: a token endpoint's 400
+        ``use_dpop_nonce``, or a resource's 401 ``WWW-Authenticate: DPoP
+        error="use_dpop_nonce"`` (RFC 9449 §8 and §9), in both cases with ``DPoP-Nonce``."""
+        if not self.remember_nonce(response):
+            return False
+        if response.status_code == 401:
+            return challenge_error(response.headers.get("WWW-Authenticate")) == _NONCE_ERROR
+        if response.status_code == 400:
+            try:
+                data = response.json()
+            except ValueError:
+                return False
+            return isinstance(data, dict) and data.get("error") == _NONCE_ERROR
+        return False
+
+    def __repr__(self) -> str:
+        return f"DPoPProofs({self.key!r})"

@@ -1,0 +1,166 @@
+"""Origins (scheme, host, port): which ones may receive a token, and over what transport."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import urllib.parse
+from collections.abc import Iterable
+from typing import Any, Optional, Union
+
+from ._errors import ConfigurationError, OriginNotAllowedError
+from ._grants._base import is_loopback
+
+log = logging.getLogger("requests_tokenauth")
+
+Origin = tuple[str, str, int]
+Origins = Union[str, Iterable[str], None]
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+#: :meth:`OriginScope.verdict` results: the token may go there; the origin is not on the
+#: allow-list; the origin is plain http to a host that is not this machine, without opt-in.
+ALLOWED, OUTSIDE, INSECURE = "allowed", "outside", "insecure"
+
+_INSECURE_HINT = (
+    "tokens would travel unencrypted. Use https, or pass allow_insecure_http=True if this "
+    "network is trusted"
+)
+
+
+def origin_of(url: Optional[str]) -> Optional[Origin]:
+    """``(scheme, host, port)`` of an absolute http(s) URL, lower-cased, default port filled."""
+    parts = urllib.parse.urlsplit(url or "")
+    scheme = (parts.scheme or "").lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+        return None
+    try:
+        port = parts.port or _DEFAULT_PORTS[scheme]
+    except ValueError:
+        return None
+    return scheme, parts.hostname.lower(), port
+
+
+def origin_url(origin: Origin) -> str:
+    """``"scheme://host[:port]"``, the port omitted when it is the scheme's default."""
+    scheme, host, port = origin
+    host = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{host}" if port == _DEFAULT_PORTS[scheme] else f"{scheme}://{host}:{port}"
+
+
+def url_prefixes(origin: Origin) -> tuple[str, ...]:
+    """URL prefixes that can only belong to ``origin`` (each ends where the authority does)."""
+    scheme, host, port = origin
+    bare = origin_url(origin) + "/"
+    if port != _DEFAULT_PORTS[scheme]:
+        return (bare,)
+    host = f"[{host}]" if ":" in host else host
+    return bare, f"{scheme}://{host}:{port}/"
+
+
+def is_secure(origin: Origin, allow_insecure_http: bool) -> bool:
+    """Whether a token may travel to ``origin``: https, loopback, or plain http by opt-in."""
+    return origin[0] == "https" or allow_insecure_http or is_loopback(origin[1])
+
+
+def parse_origins(origins: Origins, *, allow_insecure_http: bool) -> Optional[frozenset[Origin]]:
+    """Normalise an origin or a list of origins (``"https://api.example.com"``).
+
+    :raises ConfigurationError: one is not an absolute http(s) URL, or is plain http to a
+        host that is not this machine and ``allow_insecure_http`` is false.
+    """
+    if origins is None:
+        return None
+    if isinstance(origins, str):
+        origins = [origins]
+    out = set()
+    for url in origins:
+        origin = origin_of(url)
+        if origin is None:
+            raise ConfigurationError(f"{url!r} is not an http(s) origin")
+        if not is_secure(origin, allow_insecure_http):
+            raise ConfigurationError(f"origin {url!r} is plain http: {_INSECURE_HINT}.")
+        out.add(origin)
+    if not out:
+        raise ConfigurationError("origins is empty: no request could carry the token")
+    return frozenset(out)
+
+
+def insecure_error(url: Optional[str]) -> OriginNotAllowedError:
+    """The error for a token that would go over plain http (no query string is shown)."""
+    origin = origin_of(url)
+    where = origin_url(origin) if origin else "this URL"
+    return OriginNotAllowedError(
+        f"{where} is plain http: {_INSECURE_HINT} (or list it in origins)."
+    )
+
+
+class OriginScope:
+    """The origins a token may be sent to, and the https rule.
+
+    Without a list, either every secure origin (``pin_first=False``, what :class:`TokenAuth`
+    does) or only the first one asked about (``pin_first=True``, what the adapters do; pinned
+    once, thread-safely). Immutable after pinning; thread-safe.
+    """
+
+    __slots__ = ("_origins", "prefixes", "_pin_first", "allow_insecure_http", "_lock")
+
+    def __init__(
+        self, origins: Origins, *, allow_insecure_http: bool = False, pin_first: bool = False
+    ) -> None:
+        self.allow_insecure_http = allow_insecure_http
+        self._pin_first = pin_first
+        self._lock = threading.Lock()
+        self._set(parse_origins(origins, allow_insecure_http=allow_insecure_http))
+
+    def _set(self, origins: Optional[frozenset[Origin]]) -> None:
+        self._origins = origins
+        #: URL prefixes allowed without parsing the URL (the fast path).
+        if origins is None:
+            # any https URL is allowed without parsing it; the pinned case has no fast path
+            self.prefixes: tuple[str, ...] = () if self._pin_first else ("https://",)
+        else:
+            self.prefixes = tuple(p for o in sorted(origins) for p in url_prefixes(o))
+
+    @property
+    def origins(self) -> Optional[frozenset[Origin]]:
+        """The allowed origins; ``None`` while unrestricted (or not pinned yet)."""
+        return self._origins
+
+    def verdict(self, url: Optional[str]) -> str:
+        """:data:`ALLOWED`, :data:`OUTSIDE` or :data:`INSECURE` for a request to ``url``."""
+        if url is not None and url.startswith(self.prefixes):
+            return ALLOWED
+        origin = origin_of(url)
+        if origin is None:
+            return OUTSIDE
+        origins = self._origins
+        if origins is None:
+            if not is_secure(origin, self.allow_insecure_http):
+                return INSECURE
+            if not self._pin_first:
+                return ALLOWED
+            with self._lock:
+                if self._origins is None:
+                    self._set(frozenset({origin}))
+                    log.debug("token adapter pinned to %s", origin_url(origin))
+                origins = self._origins
+            assert origins is not None
+        return ALLOWED if origin in origins else OUTSIDE
+
+    def allows(self, url: Optional[str]) -> bool:
+        """Whether a request to ``url`` may carry the token."""
+        return self.verdict(url) == ALLOWED
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {
+            "origins": self._origins,
+            "pin_first": self._pin_first,
+            "allow_insecure_http": self.allow_insecure_http,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.allow_insecure_http = state["allow_insecure_http"]
+        self._pin_first = state["pin_first"]
+        self._lock = threading.Lock()
+        self._set(state["origins"])
