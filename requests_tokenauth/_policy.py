@@ -29,6 +29,9 @@ DEFAULT_UNAUTHORIZED_COOLDOWN_SECONDS = 30.0
 #: Backoff after failed token requests: first step, cap, and how many failures double it.
 DEFAULT_BACKOFF_BASE_SECONDS = 1.0
 DEFAULT_BACKOFF_MAX_SECONDS = 60.0
+#: With no valid token every caller fails until the next attempt, so that attempt comes
+#: sooner: the wait is capped lower, and an endpoint that recovers is noticed within seconds.
+DEFAULT_BACKOFF_MAX_WITHOUT_TOKEN_SECONDS = 5.0
 
 
 class TokenState(enum.Enum):
@@ -51,7 +54,9 @@ class RefreshPolicy(FrozenSlots):
     :param unauthorized_cooldown_seconds: a token obtained because of a 401 is not replaced
         again because of another 401 within this window.
     :param backoff_base_seconds: the first wait after a failed token request.
-    :param backoff_max_seconds: waits never exceed this.
+    :param backoff_max_seconds: waits never exceed this (a server's ``Retry-After`` aside).
+    :param backoff_max_without_token_seconds: the lower cap while no valid token is left
+        (callers are failing meanwhile, so recovery must be noticed soon).
     """
 
     __slots__ = (
@@ -62,6 +67,7 @@ class RefreshPolicy(FrozenSlots):
         "unauthorized_cooldown_seconds",
         "backoff_base_seconds",
         "backoff_max_seconds",
+        "backoff_max_without_token_seconds",
     )
 
     refresh_fraction: float
@@ -71,6 +77,7 @@ class RefreshPolicy(FrozenSlots):
     unauthorized_cooldown_seconds: float
     backoff_base_seconds: float
     backoff_max_seconds: float
+    backoff_max_without_token_seconds: float
 
     def __init__(
         self,
@@ -82,6 +89,7 @@ class RefreshPolicy(FrozenSlots):
         unauthorized_cooldown_seconds: float = DEFAULT_UNAUTHORIZED_COOLDOWN_SECONDS,
         backoff_base_seconds: float = DEFAULT_BACKOFF_BASE_SECONDS,
         backoff_max_seconds: float = DEFAULT_BACKOFF_MAX_SECONDS,
+        backoff_max_without_token_seconds: float = DEFAULT_BACKOFF_MAX_WITHOUT_TOKEN_SECONDS,
     ) -> None:
         values = {
             "refresh_fraction": refresh_fraction,
@@ -91,6 +99,7 @@ class RefreshPolicy(FrozenSlots):
             "unauthorized_cooldown_seconds": unauthorized_cooldown_seconds,
             "backoff_base_seconds": backoff_base_seconds,
             "backoff_max_seconds": backoff_max_seconds,
+            "backoff_max_without_token_seconds": backoff_max_without_token_seconds,
         }
         for name, value in values.items():
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
@@ -145,16 +154,25 @@ def deadlines(token: Token, policy: RefreshPolicy, draw: float) -> Deadlines:
 
 
 def backoff_seconds(
-    failures: int, policy: RefreshPolicy, draw: float, retry_after_seconds: Optional[float] = None
+    failures: int,
+    policy: RefreshPolicy,
+    draw: float,
+    retry_after_seconds: Optional[float] = None,
+    *,
+    token_valid: bool = True,
 ) -> float:
     """How long to wait before the next token request after ``failures`` failures in a row.
 
-    Exponential with full jitter (``draw`` in [0, 1) scales the step), capped, and never
-    shorter than a server's ``Retry-After``.
+    Exponential with full jitter (``draw`` in [0, 1) scales the step), capped (lower when
+    ``token_valid`` is false: callers fail until the next attempt), and never shorter than a
+    server's ``Retry-After``.
     """
     if failures <= 0:
         return 0.0
-    step = min(policy.backoff_max_seconds, policy.backoff_base_seconds * 2.0 ** (failures - 1))
+    cap = policy.backoff_max_seconds
+    if not token_valid:
+        cap = min(cap, policy.backoff_max_without_token_seconds)
+    step = min(cap, policy.backoff_base_seconds * 2.0 ** (failures - 1))
     wait = step * min(max(draw, 0.0), 1.0)
     if retry_after_seconds is not None:
         wait = max(wait, min(retry_after_seconds, policy.backoff_max_seconds * 10))

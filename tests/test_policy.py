@@ -101,6 +101,14 @@ def test_backoff_full_jitter_capped(
     assert backoff_seconds(failures, RefreshPolicy(), draw, retry_after) == expected
 
 
+def test_backoff_cap_is_lower_without_a_valid_token() -> None:
+    policy = RefreshPolicy()
+    assert backoff_seconds(8, policy, 1.0, token_valid=True) == 60.0
+    assert backoff_seconds(8, policy, 1.0, token_valid=False) == 5.0
+    assert backoff_seconds(2, policy, 1.0, token_valid=False) == 2.0
+    assert backoff_seconds(8, policy, 1.0, 30.0, token_valid=False) == 30.0  # Retry-After wins
+
+
 def test_retry_after_seconds_and_http_date() -> None:
     assert parse_retry_after("120", now=0) == 120.0
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == 10.0

@@ -251,3 +251,25 @@ def test_retry_after_http_date_is_honoured(server: AuthServer, fake_clock: FakeC
     with pytest.raises(TokenEndpointError, match="next attempt"):
         auth.get_token()
     assert server.token_requests == 1
+
+
+def test_without_a_valid_token_the_backoff_is_capped_low_so_recovery_is_quick(
+    server: AuthServer, fake_clock: FakeClock
+) -> None:
+    auth = make_auth(server, fake_clock)
+    session = session_for(auth)
+    session.get(server.resource_url)
+    fake_clock.advance(96)  # expired
+    server.set_token_fault("500")
+    start = fake_clock.monotonic()
+    attempts_at: list[float] = []
+    for t in (0, 0.9, 1, 2.9, 3, 6.9, 7, 11.9, 12, 16.9, 17):
+        fake_clock.advance(start + t - fake_clock.monotonic())
+        before = server.token_requests
+        results = burst(session, server.resource_url, n=8)
+        assert all(isinstance(r, TokenEndpointError) for r in results)
+        attempts_at += [t] * (server.token_requests - before)
+    assert attempts_at == [0, 1, 3, 7, 12, 17]  # steps 1, 2, 4, then capped at 5 s
+    server.clear_token_fault()
+    fake_clock.advance(5)
+    assert [r.status_code for r in burst(session, server.resource_url, n=8)] == [200] * 8
