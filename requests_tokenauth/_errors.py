@@ -33,6 +33,12 @@ class ConfigurationError(TokenAuthError, ValueError):
     """An argument is wrong, e.g. a plain ``http://`` token URL without opt-in."""
 
 
+class OriginNotAllowedError(ConfigurationError):
+    """A request would have carried the token somewhere it must not go: an origin outside
+    ``TokenAuth(origins=...)`` with ``strict_origins=True``, or plain http to a host that is
+    not this machine without ``allow_insecure_http=True``. Raised before anything is sent."""
+
+
 class TokenStoreError(TokenAuthError):
     """A token store could not load, save or lock."""
 
@@ -86,6 +92,21 @@ class TokenEndpointError(TokenRefreshError):
 
 class MalformedTokenResponseError(TokenEndpointError):
     """The endpoint answered 2xx with something that is not a usable token response."""
+
+
+class AccessDeniedError(InvalidGrantError):
+    """The user (or the server's policy) refused the authorisation: ``access_denied`` from
+    a device flow or an authorization redirect."""
+
+
+class DeviceCodeExpiredError(InvalidGrantError):
+    """The device code expired (``expired_token``, or its ``expires_in`` passed) before the
+    user approved it; start the device flow again."""
+
+
+class StateMismatchError(InvalidGrantError):
+    """The authorization redirect's ``state`` is not the one this client sent (a forged or
+    stale redirect, RFC 6749 §10.12); the code was not exchanged."""
 
 
 def redact_body(text: str, limit: int = DEFAULT_BODY_LIMIT) -> str:

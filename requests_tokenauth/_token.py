@@ -43,7 +43,8 @@ class Token(FrozenSlots):
     object, which is what the 401 guard relies on.
 
     :ivar access_token: the secret sent to resources; never shown by ``repr``.
-    :ivar token_type: ``"Bearer"`` (normalised) or another type the server issued.
+    :ivar token_type: ``"Bearer"`` or ``"DPoP"`` (normalised), or another type the server
+        issued.
     :ivar refresh_token: the refresh token, if any; never shown by ``repr``.
     :ivar scope: the granted scope, or ``None`` when unknown.
     :ivar obtained_monotonic: monotonic instant the lifetime counts from.
@@ -193,7 +194,8 @@ def _token_type(value: object) -> str:
         return "Bearer"  # RFC 6749 makes it required; servers that omit it mean Bearer
     if not isinstance(value, str) or not value:
         raise TokenFormatError("token_type must be a non-empty string")
-    return "Bearer" if value.lower() == "bearer" else value
+    # the scheme is case-insensitive (RFC 6750 section 4.2, RFC 9449 section 5)
+    return {"bearer": "Bearer", "dpop": "DPoP"}.get(value.lower(), value)
 
 
 def _optional_str(value: object, name: str) -> Optional[str]:

@@ -2,7 +2,9 @@
 
 :class:`AuthServer` is a small threaded HTTP/1.1 server bound to ``127.0.0.1`` on a free
 port. Its token endpoint (``POST /token``) is oauthlib's provider-side token endpoint with
-the ``client_credentials``, ``password`` and ``refresh_token`` grants; its protected
+the ``client_credentials``, ``password``, ``refresh_token`` and ``authorization_code`` (PKCE
+required) grants, plus JWT bearer (RFC 7523), token exchange (RFC 8693) and device code
+(RFC 8628) grants run through the same oauthlib machinery; its protected
 resource (any method on ``/resource`` and ``/resource/<anything>``) checks bearer tokens
 the way an API would. Everything it receives is recorded and counted, and it has knobs for
 the awkward cases: revoked and expired tokens, token rotation, injected faults, latency and
@@ -32,7 +34,22 @@ Registered from the start: client ``svc``/``svc-secret`` (``client_credentials``
 ``read write``) and user ``alice``/``wonderland``. Clients authenticate with HTTP Basic
 (id and secret each form-urlencoded first, RFC 6749 section 2.3.1) or with
 ``client_id``/``client_secret`` in the body; a client registered without a secret is public
-and sends only ``client_id``.
+and sends only ``client_id``. Any client may also authenticate with ``client_secret_jwt``
+(HS256 with its secret) or ``private_key_jwt`` (signed with
+:meth:`AuthServer.private_key_pem`); assertions are verified for real (signature, ``aud``,
+``exp`` on the server's clock, no replayed ``jti``; the ``jwt`` extra is needed for them).
+
+More endpoints: ``GET /authorize`` (approves as ``authorize_user``, default ``alice``, and
+redirects with a code; loopback ``http`` redirect URIs only), ``POST /device_authorization``
+(approve with :meth:`AuthServer.approve_device`, refuse with ``deny_device``, script poll
+answers with ``set_device_responses``), ``POST /revoke`` (RFC 7009) and the metadata
+documents ``/.well-known/oauth-authorization-server`` and
+``/.well-known/openid-configuration`` (issuer :attr:`AuthServer.url`; knobs
+``metadata_issuer`` and ``metadata_documents``). Also registered: ``web``/``web-secret``
+(``authorization_code``, ``refresh_token``), public ``device`` (device code,
+``refresh_token``), public ``robot`` (JWT bearer: assertions signed with
+:meth:`AuthServer.private_key_pem`, any ``iss``, ``sub`` becomes the user) and
+``gateway``/``gateway-secret`` (token exchange of this server's live access tokens).
 
 Expiry is judged with ``clock.monotonic()``, so a :class:`FakeClock` shared with the client
 makes expiry deterministic. :attr:`AuthServer.seen` lists the requests received as

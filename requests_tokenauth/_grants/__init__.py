@@ -3,6 +3,7 @@ client, makes one exchange over a private :class:`requests.Session`, and parses 
 with oauthlib into a :class:`~requests_tokenauth.Token`. Grants know nothing of caching or
 threads."""
 
+from ._authorization_code import AuthorizationCode, AuthorizationRequest
 from ._base import (
     AUTH_METHODS,
     DEFAULT_TIMEOUT_SECONDS,
@@ -12,14 +13,25 @@ from ._base import (
     is_loopback,
 )
 from ._client_credentials import ClientCredentials
+from ._device_code import DeviceAuthorization, DeviceCode
+from ._jwt_bearer import JWTBearer
+from ._password import Password
 from ._refresh_token import RefreshToken
+from ._token_exchange import TokenExchange
 
 __all__ = [
     "AUTH_METHODS",
     "DEFAULT_TIMEOUT_SECONDS",
+    "AuthorizationCode",
+    "AuthorizationRequest",
     "ClientCredentials",
+    "DeviceAuthorization",
+    "DeviceCode",
     "Grant",
+    "JWTBearer",
+    "Password",
     "RefreshToken",
+    "TokenExchange",
     "basic_credentials",
     "check_url",
     "is_loopback",

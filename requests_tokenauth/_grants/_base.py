@@ -10,7 +10,7 @@ import json
 import logging
 import urllib.parse
 from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar, Optional, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Optional, TypeVar, Union
 
 import requests
 from oauthlib.oauth2 import Client, OAuth2Error
@@ -26,6 +26,11 @@ from .._errors import (
 )
 from .._policy import parse_retry_after
 from .._token import Token, TokenFormatError
+from ._client_auth import ClientAssertion
+from ._jwt import Key
+
+if TYPE_CHECKING:
+    from .._dpop import DPoPProofs
 
 log = logging.getLogger("requests_tokenauth")
 
@@ -34,10 +39,22 @@ log = logging.getLogger("requests_tokenauth")
 DEFAULT_TIMEOUT_SECONDS: tuple[float, float] = (5.0, 30.0)
 
 #: The client-authentication methods (RFC 7591 ``token_endpoint_auth_method``) supported here.
-AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
+AUTH_METHODS = (
+    "client_secret_basic",
+    "client_secret_post",
+    "client_secret_jwt",
+    "private_key_jwt",
+    "none",
+    "tls_client_auth",
+)
+
+#: Methods that send the client secret itself or sign with it.
+_SECRET_METHODS = frozenset({"client_secret_basic", "client_secret_post", "client_secret_jwt"})
+
+G = TypeVar("G", bound="Grant")
 
 #: OAuth error codes that say "try again later" rather than "this grant is dead".
-_TRANSIENT_ERRORS = frozenset({"temporarily_unavailable", "server_error"})
+_TRANSIENT_ERRORS = frozenset({"temporarily_unavailable", "server_error", "use_dpop_nonce"})
 
 Timeout = Union[float, tuple[float, float]]
 
@@ -107,8 +124,20 @@ class Grant:
     :param client_id: the OAuth client id.
     :param client_secret: the client secret, for confidential clients.
     :param scope: scopes to request, as a list or a space-separated string.
-    :param auth_method: how the client authenticates: ``client_secret_basic`` (default),
-        ``client_secret_post`` or ``none`` (RFC 7591 names).
+    :param auth_method: how the client authenticates (RFC 7591 names):
+        ``client_secret_basic`` (default; id and secret form-urlencoded, RFC 6749 §2.3.1),
+        ``client_secret_post``, ``client_secret_jwt`` (an HMAC-signed assertion, RFC 7523
+        §2.2), ``private_key_jwt`` (an assertion signed with ``client_key``), ``none`` (a
+        public client: ``client_id`` in the body) or ``tls_client_auth`` (RFC 8705: the TLS
+        client certificate of ``session.cert``, ``client_id`` in the body). The JWT methods
+        need the ``jwt`` extra and sign a fresh assertion (new ``jti``, 60 s ``exp``) for
+        every request.
+    :param client_key: the private key for ``private_key_jwt`` (PEM, or a ``cryptography``
+        key object); never logged or shown.
+    :param client_key_id: the ``kid`` header of client assertions, if the server needs it.
+    :param client_assertion_algorithm: the JWS algorithm of client assertions (default:
+        HS256 for ``client_secret_jwt``; from the key type for ``private_key_jwt``).
+    :param revocation_url: the RFC 7009 revocation endpoint, for :meth:`revoke`.
     :param extra: more token-request parameters, e.g. ``{"audience": ...}``; sent with every
         token request of this grant, refreshes included.
     :param session: a :class:`requests.Session` for token requests (proxies, TLS, mTLS).
@@ -134,6 +163,10 @@ class Grant:
         session: Optional[requests.Session] = None,
         timeout: Timeout = DEFAULT_TIMEOUT_SECONDS,
         allow_insecure_http: bool = False,
+        client_key: Optional[Key] = None,
+        client_key_id: Optional[str] = None,
+        client_assertion_algorithm: Optional[str] = None,
+        revocation_url: Optional[str] = None,
     ) -> None:
         if not isinstance(client_id, str) or not client_id:
             raise ConfigurationError("client_id must be a non-empty string")
@@ -141,12 +174,45 @@ class Grant:
             raise ConfigurationError(
                 f"auth_method {auth_method!r} is not one of {', '.join(AUTH_METHODS)}"
             )
-        if auth_method != "none" and client_secret is None:
+        if auth_method in _SECRET_METHODS and client_secret is None:
             raise ConfigurationError(
                 f"auth_method {auth_method!r} needs a client_secret; use auth_method='none' "
                 "for a public client"
             )
+        self._assertion: Optional[ClientAssertion] = None
+        if auth_method == "client_secret_jwt":
+            assert client_secret is not None
+            self._assertion = ClientAssertion(
+                client_id,
+                client_secret,
+                hmac=True,
+                algorithm=client_assertion_algorithm,
+                key_id=client_key_id,
+            )
+        elif auth_method == "private_key_jwt":
+            if client_key is None:
+                raise ConfigurationError("auth_method 'private_key_jwt' needs a client_key")
+            self._assertion = ClientAssertion(
+                client_id,
+                client_key,
+                hmac=False,
+                algorithm=client_assertion_algorithm,
+                key_id=client_key_id,
+            )
+        elif auth_method == "tls_client_auth" and (session is None or not session.cert):
+            raise ConfigurationError(
+                "auth_method 'tls_client_auth' needs session= a requests.Session whose .cert "
+                "is the client certificate (RFC 8705)"
+            )
         self.token_url = check_url(token_url, "token URL", allow_insecure_http=allow_insecure_http)
+        self.revocation_url = (
+            None
+            if revocation_url is None
+            else check_url(
+                revocation_url, "revocation URL", allow_insecure_http=allow_insecure_http
+            )
+        )
+        self.allow_insecure_http = allow_insecure_http
         self.client_id = client_id
         self._client_secret = client_secret
         self.scope: Optional[tuple[str, ...]] = (
@@ -172,6 +238,57 @@ class Grant:
         state = self.__dict__.copy()
         state["_own_session"] = None  # a fresh connection pool in the new process
         return state
+
+    #: Set by :class:`TokenAuth` ``(dpop=...)``: token requests then carry DPoP proofs.
+    _dpop: Optional[DPoPProofs] = None
+
+    def use_dpop(self, proofs: DPoPProofs) -> None:
+        """Send a DPoP proof with every token request (called by ``TokenAuth(dpop=...)``).
+
+        :raises ConfigurationError: this grant already proves possession of another key.
+        """
+        if self._dpop is not None and self._dpop.key is not proofs.key:
+            raise ConfigurationError("this grant already sends DPoP proofs for another key")
+        self._dpop = proofs
+
+    @classmethod
+    def from_issuer(cls: type[G], issuer: str, /, **kwargs: Any) -> G:
+        """This grant, configured from the issuer's metadata (RFC 8414
+        ``/.well-known/oauth-authorization-server``, else OpenID Connect
+        ``/.well-known/openid-configuration``), fetched once per process and cached.
+
+        The document's ``issuer`` must equal ``issuer`` exactly. Its token endpoint (and the
+        device, authorization and revocation endpoints, where this grant uses them) fill in
+        the URLs; without ``auth_method=``, the first method the server lists as supported
+        that the given credentials allow is used (``client_secret_basic`` when it lists none).
+
+        :param issuer: the issuer identifier, e.g. ``"https://idp.example.com"``
+            (positional, so :class:`JWTBearer`'s own ``issuer=`` can be passed too).
+        :param kwargs: this grant's other parameters (``client_id=``, ``session=``, ...).
+        :raises ConfigurationError: no metadata, a mismatched ``issuer``, or no usable
+            endpoint or client-authentication method.
+        """
+        from ._discovery import discover, pick_auth_method
+
+        metadata = discover(
+            issuer,
+            session=kwargs.get("session"),
+            timeout=kwargs.get("timeout", DEFAULT_TIMEOUT_SECONDS),
+            allow_insecure_http=bool(kwargs.get("allow_insecure_http", False)),
+        )
+        kwargs.setdefault("revocation_url", metadata.get("revocation_endpoint"))
+        if "auth_method" not in kwargs:
+            kwargs["auth_method"] = pick_auth_method(metadata, kwargs)
+        cls._use_metadata(metadata, kwargs)
+        token_url = metadata.get("token_endpoint")
+        if not isinstance(token_url, str):
+            raise ConfigurationError(f"the metadata of {issuer} names no token_endpoint")
+        return cls(token_url, **kwargs)
+
+    @classmethod
+    def _use_metadata(cls, metadata: Mapping[str, Any], kwargs: dict[str, Any]) -> None:
+        """Fill in ``kwargs`` from server metadata beyond the token and revocation
+        endpoints (the device or authorization endpoint)."""
 
     def store_identity(self) -> Optional[str]:
         """What else selects this grant's token, for store keys (e.g. a username or a JWT
@@ -202,6 +319,11 @@ class Grant:
                 if not self.unattended or exc.error != "invalid_grant":
                     raise
                 log.info("refresh token rejected; running the %s grant again", self.grant_type)
+        return self._run_grant(clock)
+
+    def _run_grant(self, clock: Clock) -> Token:
+        """Run this grant itself (no refresh token); grants that sign, poll or need a
+        person override it."""
         return self._exchange(self._grant_body(self._client_params()), clock, self.grant_type, None)
 
     def _refresh_body(self, refresh_token: str) -> str:
@@ -218,9 +340,69 @@ class Grant:
                 "client_id": self.client_id,
                 "client_secret": self._client_secret,
             }
-        if self.auth_method == "none":
+        if self.auth_method != "client_secret_basic":  # none, JWT assertions, mutual TLS
             return {"include_client_id": True, "client_id": self.client_id}
         return {"include_client_id": False}
+
+    def _client_fields(self) -> list[tuple[str, str]]:
+        """Client authentication in the body of a request oauthlib does not build
+        (revocation, device authorization); the assertion is added on sending."""
+        if self.auth_method == "client_secret_basic":
+            return []
+        fields = [("client_id", self.client_id)]
+        if self.auth_method == "client_secret_post" and self._client_secret is not None:
+            fields.append(("client_secret", self._client_secret))
+        return fields
+
+    def _with_assertion(self, body: str, clock: Clock) -> str:
+        """``body`` plus a fresh client assertion, for the JWT client-authentication methods."""
+        if self._assertion is None:
+            return body
+        fields = urllib.parse.urlencode(self._assertion.fields(self.token_url, clock))
+        return f"{body}&{fields}" if body else fields
+
+    def _post_form(
+        self, url: str, fields: list[tuple[str, str]], clock: Clock, what: str
+    ) -> requests.Response:
+        """POST a client-authenticated form that is not a token request (the caller closes
+        the response).
+
+        :raises TokenEndpointError: the request did not get an answer.
+        """
+        body = self._with_assertion(urllib.parse.urlencode(fields + self._client_fields()), clock)
+        try:
+            return self._http().post(
+                url,
+                data=body.encode("utf-8"),
+                headers={
+                    "Content-Type": "application/x-www-form-urlencoded;charset=UTF-8",
+                    "Accept": "application/json",
+                },
+                auth=_ClientAuth(self._authorization()),
+                timeout=self.timeout,
+                allow_redirects=False,
+            )
+        except requests.exceptions.RequestException as exc:
+            raise TokenEndpointError(f"{what} to {url} failed: {type(exc).__name__}") from exc
+
+    def revoke(self, token: str, token_type_hint: str, clock: Clock) -> None:
+        """Revoke ``token`` at :attr:`revocation_url` (RFC 7009); an unknown or already
+        revoked token counts as revoked (§2.2).
+
+        :param token: the refresh or access token.
+        :param token_type_hint: ``"refresh_token"`` or ``"access_token"``.
+        :raises ConfigurationError: no revocation URL is known.
+        :raises TokenRefreshError: the server refused (typed as for token requests).
+        """
+        if self.revocation_url is None:
+            raise ConfigurationError(
+                "no revocation endpoint: pass revocation_url= or use from_issuer()"
+            )
+        fields = [("token", token), ("token_type_hint", token_type_hint)]
+        response = self._post_form(self.revocation_url, fields, clock, "revocation request")
+        with response:
+            if response.status_code != 200:
+                raise_for_error(response, f"revocation endpoint {self.revocation_url}", clock)
 
     def _authorization(self) -> Optional[str]:
         if self.auth_method == "client_secret_basic" and self._client_secret is not None:
@@ -241,20 +423,30 @@ class Grant:
             "Content-Type": "application/x-www-form-urlencoded;charset=UTF-8",
             "Accept": "application/json",
         }
-        sent_monotonic, sent_at = clock.monotonic(), clock.time()
-        try:
-            response = self._http().post(
-                self.token_url,
-                data=body.encode("utf-8"),
-                headers=headers,
-                auth=_ClientAuth(self._authorization()),
-                timeout=self.timeout,
-                allow_redirects=False,
-            )
-        except requests.exceptions.RequestException as exc:
-            raise TokenEndpointError(
-                f"token request to {self.token_url} failed: {type(exc).__name__}"
-            ) from exc
+        dpop = self._dpop
+        # With DPoP, a 400 use_dpop_nonce earns one retry with the server's nonce (RFC 9449
+        # section 8); every attempt gets a fresh proof and a fresh client assertion.
+        for attempt in (1, 2):
+            if dpop is not None:
+                headers["DPoP"] = dpop.header("POST", self.token_url)
+            sent_monotonic, sent_at = clock.monotonic(), clock.time()
+            try:
+                response = self._http().post(
+                    self.token_url,
+                    data=self._with_assertion(body, clock).encode("utf-8"),
+                    headers=headers,
+                    auth=_ClientAuth(self._authorization()),
+                    timeout=self.timeout,
+                    allow_redirects=False,
+                )
+            except requests.exceptions.RequestException as exc:
+                raise TokenEndpointError(
+                    f"token request to {self.token_url} failed: {type(exc).__name__}"
+                ) from exc
+            if dpop is None or not dpop.is_nonce_challenge(response) or attempt == 2:
+                break
+            log.debug("token endpoint asked for a DPoP nonce; retrying once with it")
+            response.close()
         with response:
             return self._parse(
                 response, clock, sent_monotonic, sent_at, grant_type, previous_refresh
@@ -327,13 +519,32 @@ class Grant:
             raise MalformedTokenResponseError(
                 f"{where} with an unusable token: {exc}", status_code=status, body=redact_body(text)
             ) from None
-        if token.token_type != "Bearer":
+        if token.token_type != "Bearer" and (token.token_type != "DPoP" or self._dpop is None):
             raise MalformedTokenResponseError(
-                f"{where} with token_type {token.token_type!r}; only Bearer is supported",
+                f"{where} with token_type {token.token_type!r}; only Bearer is supported "
+                "(and DPoP, with TokenAuth(dpop=...))",
                 status_code=status,
                 body=redact_body(text),
             )
         return token
+
+
+def raise_for_error(response: requests.Response, where: str, clock: Clock) -> None:
+    """Raise the typed error for a non-2xx answer of an endpoint that speaks RFC 6749 §5.2
+    errors: terminal (:class:`InvalidGrantError`) for 400/401 with a non-transient code,
+    transient (:class:`TokenEndpointError`) otherwise."""
+    status, text = response.status_code, response.text
+    fields = _error_fields(text)
+    code = fields.get("error")
+    terminal = status in (400, 401) and code not in _TRANSIENT_ERRORS
+    cls: type[TokenRefreshError] = InvalidGrantError if terminal else TokenEndpointError
+    raise cls(
+        f"{where} answered {status}" + (f": {code}" if code else ""),
+        status_code=status,
+        retry_after_seconds=parse_retry_after(response.headers.get("Retry-After"), clock.time()),
+        body=redact_body(text),
+        **fields,
+    )
 
 
 def _oauthlib_parse(text: str, scope: Optional[tuple[str, ...]]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any, Callable, Optional, Union, cast
 from urllib.parse import parse_qs, urlsplit
 
+from ._extra_routes import handle_extra_route
 from ._oauth import SeenRequest
 
 if TYPE_CHECKING:
@@ -70,6 +71,8 @@ class Handler(BaseHTTPRequestHandler):
                 self._resource(path, body)
             elif path == "/redirect":
                 self._redirect()
+            elif handle_extra_route(self, path, body):
+                pass  # authorization, device authorization, revocation, metadata
             else:
                 self._send_json(404, {"error": "not_found"})
         except OSError:
@@ -154,20 +157,38 @@ class Handler(BaseHTTPRequestHandler):
             payload = {"error": kind, "error_description": "injected fault"}
             self._send_json(400 if kind == "invalid_grant" else 401, payload, headers)
         else:
+            jkt, rejected = srv.dpop.check_token_request(self.headers, self._target_url())
+            if rejected is not None:
+                srv._count_token_error(rejected[1]["error"])
+                self._send_json(*rejected)
+                return
             headers, text, status = srv._token_response(self.path, body, dict(self.headers))
+            if status == 200 and jkt is not None:
+                text = srv.dpop.bind(text, jkt)
             if status == 200 and kind in SHAPE_FAULTS:
                 token = json.loads(text)
                 SHAPE_FAULTS[kind](token)
                 text = json.dumps(token)
             self._send(status, text.encode(), headers=headers)
 
+    def _target_url(self) -> str:
+        """The URL the client addressed, without query (what a DPoP proof's htu names)."""
+        return f"http://{self.headers['Host']}{urlsplit(self.path).path}"
+
     def _resource(self, path: str, body: bytes) -> None:
         srv = self._srv
-        grant, status, challenge = srv._check_bearer(self.headers["Authorization"], path)
+        fault = srv._take_resource_fault()
+        if fault is not None:
+            srv._count_resource(fault)
+            self._send(fault, f"injected {fault}".encode(), "text/plain")
+            return
+        grant, status, challenge, extra = srv.dpop.check_resource(
+            self.command, self._target_url(), self.headers, path
+        )
         srv._count_resource(status)
         if grant is None:
             error = challenge.partition('error="')[2].partition('"')[0] or "unauthorized"
-            self._send_json(status, {"error": error}, {"WWW-Authenticate": challenge})
+            self._send_json(status, {"error": error}, {"WWW-Authenticate": challenge, **extra})
             return
         payload = {
             "client_id": grant.client_id,

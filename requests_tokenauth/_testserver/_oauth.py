@@ -16,7 +16,18 @@ if TYPE_CHECKING:
     from ._server import AuthServer
 
 #: The grant types the token endpoint implements.
-GRANT_TYPES = frozenset({"client_credentials", "password", "refresh_token"})
+GRANT_TYPES = frozenset(
+    {
+        "client_credentials",
+        "password",
+        "refresh_token",
+        # served by ._extra_oauth
+        "authorization_code",
+        "urn:ietf:params:oauth:grant-type:jwt-bearer",
+        "urn:ietf:params:oauth:grant-type:token-exchange",
+        "urn:ietf:params:oauth:grant-type:device_code",
+    }
+)
 
 
 @dataclass(frozen=True)

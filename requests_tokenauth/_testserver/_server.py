@@ -23,6 +23,9 @@ from oauthlib.oauth2 import (
 )
 
 from .._clock import SYSTEM_CLOCK, Clock
+from ._dpop import DPoPVerifier
+from ._extra_oauth import ExtraValidator, extra_token_grants
+from ._extra_routes import ExtraEndpoints
 from ._handler import TOKEN_FAULTS, Handler
 from ._oauth import (
     GRANT_TYPES,
@@ -30,7 +33,6 @@ from ._oauth import (
     Fault,
     Grant,
     SeenRequest,
-    Validator,
     new_token,
     remember_secret,
 )
@@ -39,7 +41,7 @@ _SEEN_LIMIT = 10_000
 _REALM = 'Bearer realm="testing"'
 
 
-class AuthServer(ThreadingHTTPServer):
+class AuthServer(ExtraEndpoints, ThreadingHTTPServer):
     """An OAuth 2.0 authorization server plus protected resource on ``127.0.0.1``.
 
     The socket is bound on construction; :meth:`start` (or ``with``) starts serving and
@@ -50,7 +52,15 @@ class AuthServer(ThreadingHTTPServer):
     ``token_lifetime_seconds`` (``expires_in`` of tokens issued afterwards),
     ``rotate_refresh_tokens``, ``insufficient_scope_status``, ``token_latency_seconds``
     (real delay before each token response), ``slow_seconds`` (delay of the ``"slow"``
-    fault) and ``always_401`` (the resource rejects every token as ``invalid_token``).
+    fault), ``always_401`` (the resource rejects every token as ``invalid_token``) and
+    ``require_dpop_nonce`` (DPoP proofs must carry :attr:`dpop`'s current nonce; without
+    it, the token endpoint answers 400 and the resource 401 ``use_dpop_nonce`` with a
+    ``DPoP-Nonce`` header).
+
+    DPoP (RFC 9449): a token request with a valid ``DPoP`` proof gets a ``DPoP`` token
+    bound to the proof's key; the resource then wants ``Authorization: DPoP <token>`` and
+    a fresh proof of that key for each request (method, URL, ``ath``, unused ``jti``,
+    ``iat`` within a minute of ``clock.time()``). :attr:`dpop` counts what it refused.
 
     :param clock: where token expiry is read, with ``clock.monotonic()``.
     :param token_lifetime_seconds: ``expires_in`` of issued access tokens.
@@ -82,6 +92,10 @@ class AuthServer(ThreadingHTTPServer):
         self.token_latency_seconds = token_latency_seconds
         self.slow_seconds = slow_seconds
         self.always_401 = False
+        self.require_dpop_nonce = False
+        #: The DPoP proof checker: ``nonce``, ``rotate_nonce()``, ``rejections``, ``accepted``.
+        self.dpop = DPoPVerifier(self)
+        self._resource_fault: Optional[list[int]] = None  # [status, remaining]
         self._lock = threading.Lock()
         self._arrivals = threading.Condition(self._lock)
         self._issue_lock = threading.Lock()  # makes each oauthlib token exchange atomic
@@ -100,7 +114,7 @@ class AuthServer(ThreadingHTTPServer):
         self._by_grant: collections.Counter[str] = collections.Counter()
         self._errors: collections.Counter[str] = collections.Counter()
 
-        validator = Validator(self)
+        validator = ExtraValidator(self)
         bearer = BearerToken(
             validator, new_token, lambda request: self.token_lifetime_seconds, new_token
         )
@@ -111,12 +125,14 @@ class AuthServer(ThreadingHTTPServer):
                 "client_credentials": ClientCredentialsGrant(validator),
                 "password": ResourceOwnerPasswordCredentialsGrant(validator),
                 "refresh_token": RefreshTokenGrant(validator),
+                **extra_token_grants(validator),
             },
         )
         self._endpoint.catch_errors = True
         self.add_client("svc", "svc-secret", grant_types=("client_credentials",))
         self.add_client("app", "app-secret", grant_types=("password", "refresh_token"))
         self.add_user("alice", "wonderland")
+        self._init_extra(validator, bearer)
         super().__init__(("127.0.0.1", 0), Handler)
 
     # -- lifecycle -----------------------------------------------------------------
@@ -341,6 +357,28 @@ class AuthServer(ThreadingHTTPServer):
             raise ValueError(f"bad fault {kind!r} (count={count!r})")
         with self._lock:
             self._fault = Fault(kind, count, retry_after)
+
+    def fail_resource(self, status: int, count: int = 1) -> None:
+        """Make the next ``count`` resource requests answer ``status`` (e.g. 503) before
+        any token check; they are counted in :attr:`resource_requests`.
+
+        :param status: an HTTP error status, 400 to 599.
+        :param count: how many requests it affects.
+        """
+        if not 400 <= status <= 599 or count < 1:
+            raise ValueError(f"bad resource fault {status!r} (count={count!r})")
+        with self._lock:
+            self._resource_fault = [status, count]
+
+    def _take_resource_fault(self) -> Optional[int]:
+        with self._lock:
+            fault = self._resource_fault
+            if fault is None:
+                return None
+            fault[1] -= 1
+            if fault[1] <= 0:
+                self._resource_fault = None
+            return fault[0]
 
     def clear_token_fault(self) -> None:
         """Let token requests behave again."""

@@ -1,0 +1,100 @@
+"""The token exchange grant (RFC 8693)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Union
+
+from oauthlib.oauth2.rfc6749.parameters import prepare_token_request
+
+from .._errors import ConfigurationError
+from ._base import Grant
+
+#: ``grant_type`` of RFC 8693 §2.1.
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+
+#: The token type of an OAuth access token (RFC 8693 §3), the usual subject.
+ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+
+TokenSource = Union[str, Callable[[], str]]
+
+
+class TokenExchange(Grant):
+    """The token exchange grant (RFC 8693): trade a subject token (and optionally an actor
+    token) for an access token, e.g. for a downstream API (``audience=`` / ``resource=``).
+
+    oauthlib has no client for it; the request is built with oauthlib's
+    ``prepare_token_request``. It renews by exchanging again, so ``subject_token`` may be a
+    callable that returns the current subject token (for instance from another
+    :class:`TokenAuth`: ``lambda: upstream.get_token().access_token``). Thread-safety as
+    for :class:`Grant`. Takes the :class:`Grant` parameters, plus:
+
+    :param subject_token: the token (or a callable returning it) that represents the party
+        on whose behalf the request is made; never logged or shown.
+    :param subject_token_type: its RFC 8693 §3 type URI (default: an access token).
+    :param actor_token: the token of the acting party, if any (delegation, §1.1).
+    :param actor_token_type: its type URI (required with ``actor_token``).
+    :param audience: the target service's name, sent as ``audience``.
+    :param resource: the target service's URI, sent as ``resource``.
+    :param requested_token_type: the type of token wanted, if not the server's default.
+    """
+
+    grant_type = TOKEN_EXCHANGE
+
+    def __init__(
+        self,
+        token_url: str,
+        *,
+        subject_token: TokenSource,
+        subject_token_type: str = ACCESS_TOKEN_TYPE,
+        actor_token: Optional[TokenSource] = None,
+        actor_token_type: Optional[str] = None,
+        audience: Optional[str] = None,
+        resource: Optional[str] = None,
+        requested_token_type: Optional[str] = None,
+        **kwargs: Any,
+    ) -> None:
+        if not subject_token or not subject_token_type:
+            raise ConfigurationError("TokenExchange needs a subject_token and its type")
+        if (actor_token is None) != (actor_token_type is None):
+            raise ConfigurationError("actor_token and actor_token_type go together (RFC 8693)")
+        super().__init__(token_url, **kwargs)
+        self._subject_token = subject_token
+        self.subject_token_type = subject_token_type
+        self._actor_token = actor_token
+        self.actor_token_type = actor_token_type
+        self.audience = audience
+        self.resource = resource
+        self.requested_token_type = requested_token_type
+
+    def store_identity(self) -> Optional[str]:
+        # the subject token is a secret; what it selects is the audience/resource asked for
+        return f"{self.subject_token_type} {self.audience or ''} {self.resource or ''}"
+
+    def _grant_body(self, client_params: dict[str, Any]) -> str:
+        params: dict[str, Any] = {
+            "subject_token": _value(self._subject_token),
+            "subject_token_type": self.subject_token_type,
+        }
+        if self._actor_token is not None:
+            params.update(
+                actor_token=_value(self._actor_token), actor_token_type=self.actor_token_type
+            )
+        for name in ("audience", "resource", "requested_token_type"):
+            value = getattr(self, name)
+            if value is not None:
+                params[name] = value
+        body: str = prepare_token_request(
+            TOKEN_EXCHANGE,
+            scope=list(self.scope) if self.scope else None,
+            **params,
+            **self.extra,
+            **client_params,
+        )
+        return body
+
+
+def _value(source: TokenSource) -> str:
+    value = source() if callable(source) else source
+    if not isinstance(value, str) or not value:
+        raise ConfigurationError("the token source gave no token")
+    return value
