@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
+from pathlib import Path
 from typing import Any, Callable
 
 import requests
@@ -91,3 +94,12 @@ def session_for(auth: Any, pool: int = 64) -> requests.Session:
 def service_auth(server: AuthServer, clock: FakeClock, **kwargs: Any) -> TokenAuth:
     grant = ClientCredentials(server.token_url, client_id="svc", client_secret="svc-secret")
     return TokenAuth(grant, clock=clock, policy=EXACT, random=lambda: 0.5, **kwargs)
+
+
+def run_fork_scenario(name: str) -> int:
+    """Run a scenario of ``tests/_fork_scenarios.py`` in a fresh interpreter; its exit code."""
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-m", "tests._fork_scenarios", name], cwd=root, timeout=60, check=False
+    )
+    return done.returncode

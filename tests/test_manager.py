@@ -20,7 +20,7 @@ from requests_tokenauth import (
 from requests_tokenauth.testing import FakeClock
 
 from ._scripted import ScriptedGrant
-from .helpers import CountingLock, join_all, start_threads
+from .helpers import CountingLock, join_all, run_fork_scenario, start_threads
 
 POLICY = RefreshPolicy(refresh_jitter_fraction=0.0)  # 100 s token: stale at 70, expired at 95
 
@@ -233,24 +233,4 @@ def test_pickle_drops_the_lock_and_the_token() -> None:
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
 def test_child_after_fork_has_a_fresh_lock_even_if_the_parent_held_it() -> None:
-    clock, grant = FakeClock(), ScriptedGrant()
-    manager = make(grant, clock)
-    manager.get_token()
-    clock.advance(96)
-    grant.gate.clear()
-    holder = threading.Thread(target=manager.get_token)
-    holder.start()
-    assert grant.entered.acquire(timeout=10)  # parent thread holds the lock mid-refresh
-    pid = os.fork()
-    if pid == 0:  # child: the holder thread does not exist here
-        code = 1
-        try:
-            grant.gate.set()
-            ok = manager._lock.acquire(timeout=2)
-            code = 0 if ok and manager.get_token().access_token.startswith("token-") else 3
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    grant.gate.set()
-    join_all([holder])
-    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    assert run_fork_scenario("scripted") == 0
