@@ -4,37 +4,66 @@ expiry with one token request however many threads, and one guarded retry after 
     session.auth = TokenAuth(ClientCredentials(token_url, client_id="svc", client_secret=s))
 """
 
-from ._adapters import TokenAdapter
+from ._adapters import TokenAdapter, authorize_session, wrap_adapter
 from ._auth import TokenAuth
 from ._clock import Clock, SystemClock
+from ._dpop import DPoPKey
 from ._errors import (
+    AccessDeniedError,
     ConfigurationError,
+    DeviceCodeExpiredError,
     InvalidGrantError,
     MalformedTokenResponseError,
+    OriginNotAllowedError,
+    StateMismatchError,
     TokenAuthError,
     TokenEndpointError,
     TokenRefreshError,
     TokenStoreError,
 )
 from ._events import TokenEvent
-from ._grants import ClientCredentials, Grant, RefreshToken
+from ._grants import (
+    AuthorizationCode,
+    AuthorizationRequest,
+    ClientCredentials,
+    DeviceAuthorization,
+    DeviceCode,
+    Grant,
+    JWTBearer,
+    Password,
+    RefreshToken,
+    TokenExchange,
+)
 from ._manager import TokenManager
 from ._policy import RefreshPolicy, TokenState
-from ._stores import MemoryStore, TokenStore
+from ._stores import FileStore, MemoryStore, RedisStore, TokenStore
 from ._token import Token
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AccessDeniedError",
+    "AuthorizationCode",
+    "AuthorizationRequest",
     "ClientCredentials",
     "Clock",
     "ConfigurationError",
+    "DPoPKey",
+    "DeviceAuthorization",
+    "DeviceCode",
+    "DeviceCodeExpiredError",
+    "FileStore",
     "Grant",
     "InvalidGrantError",
+    "JWTBearer",
     "MalformedTokenResponseError",
     "MemoryStore",
+    "OriginNotAllowedError",
+    "Password",
+    "RedisStore",
     "RefreshPolicy",
     "RefreshToken",
+    "StateMismatchError",
     "SystemClock",
     "Token",
     "TokenAdapter",
@@ -42,10 +71,13 @@ __all__ = [
     "TokenAuthError",
     "TokenEndpointError",
     "TokenEvent",
+    "TokenExchange",
     "TokenManager",
     "TokenRefreshError",
     "TokenState",
     "TokenStore",
     "TokenStoreError",
     "__version__",
+    "authorize_session",
+    "wrap_adapter",
 ]

@@ -255,6 +255,7 @@ class TokenManager:
             with store.lock(self._key):
                 stored = self._stored_entry(store)
                 if stored is not None and not needed(stored, self._clock.monotonic()):
+                    self._failure = None  # the store works again: a failure streak ended
                     self._entry = stored
                     self._event("token_loaded", cause, token=stored.token)
                     return stored.token, False
@@ -328,7 +329,9 @@ class TokenManager:
     def _record_failure(self, exc: TokenAuthError) -> float:
         count = self._failure.count + 1 if self._failure is not None else 1
         retry_after = getattr(exc, "retry_after_seconds", None)
-        wait = backoff_seconds(count, self._policy, self._random(), retry_after)
+        entry, now = self._entry, self._clock.monotonic()
+        valid = entry is not None and now < entry.deadlines.expired_monotonic
+        wait = backoff_seconds(count, self._policy, self._random(), retry_after, token_valid=valid)
         self._failure = _Failure(count, self._clock.monotonic() + wait, exc)
         return wait
 
@@ -371,6 +374,37 @@ class TokenManager:
     def notify_retry(self, token: Token) -> None:
         """Report that a request is being retried with ``token`` after a 401."""
         self._event("unauthorized_retry", "unauthorized", token=token)
+
+    def revoke(self) -> bool:
+        """Revoke the current token at the grant's revocation endpoint (RFC 7009): its
+        refresh token, or the access token when it has none; then forget it (the next call
+        obtains a new one). Holds the lock, so no refresh races the revocation; the token is
+        forgotten even if the revocation request fails. A shared store keeps its copy.
+
+        :returns: whether there was a token to revoke.
+        :raises ConfigurationError: the grant knows no revocation endpoint.
+        :raises TokenRefreshError: the revocation request failed.
+        """
+        if not self._lock.acquire(timeout=self._lock_timeout):
+            raise TokenEndpointError(
+                f"gave up after {self._lock_timeout:g}s waiting for another thread's token request"
+            )
+        try:
+            entry = self._entry
+            if entry is None:
+                return False
+            token = entry.token
+            try:
+                if token.refresh_token:
+                    self.grant.revoke(token.refresh_token, "refresh_token", self._clock)
+                else:
+                    self.grant.revoke(token.access_token, "access_token", self._clock)
+            finally:
+                self._entry = None
+                self._failure = None
+            return True
+        finally:
+            self._lock.release()
 
     def forget(self) -> None:
         """Drop the current token (and any remembered failure); the next call obtains one."""

@@ -70,3 +70,33 @@ def _no_secret_in_any_log_line() -> Iterator[None]:
 def leaked(lines: list[str], secrets: frozenset[str]) -> list[str]:
     """The lines that contain any of ``secrets``."""
     return [line for line in lines if any(s in line for s in secrets)]
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A Redis for the ``redis``-marked tests: ``TOKENAUTH_TEST_REDIS_URL`` (set by
+    ``.ci/run``), else a private ``redis-server`` on a free loopback port for this session,
+    else a skip saying so; under CI (``CI`` set) a missing Redis fails instead."""
+    import os
+
+    from ._redis import redis_server, redis_server_binary
+
+    def unavailable(reason: str) -> None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set but {reason}", pytrace=False)
+        pytest.skip(reason)
+
+    try:
+        import redis  # noqa: F401
+    except ImportError:
+        unavailable("redis-py is not installed (pip install -e '.[test]')")
+    url = os.environ.get("TOKENAUTH_TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    binary = redis_server_binary()
+    if binary is None:
+        unavailable("no Redis: set TOKENAUTH_TEST_REDIS_URL or put redis-server on PATH")
+        return
+    with redis_server(binary) as started:
+        yield started
