@@ -379,11 +379,13 @@ class TokenManager:
         """Revoke the current token at the grant's revocation endpoint (RFC 7009): its
         refresh token, or the access token when it has none; then forget it (the next call
         obtains a new one). Holds the lock, so no refresh races the revocation; the token is
-        forgotten even if the revocation request fails. A shared store keeps its copy.
+        forgotten even if the revocation request fails, and removed from a shared store (under
+        the store's lock) so that no sharer keeps using it.
 
         :returns: whether there was a token to revoke.
         :raises ConfigurationError: the grant knows no revocation endpoint.
         :raises TokenRefreshError: the revocation request failed.
+        :raises TokenStoreError: the store could not be locked or the token removed.
         """
         if not self._lock.acquire(timeout=self._lock_timeout):
             raise TokenEndpointError(
@@ -402,6 +404,9 @@ class TokenManager:
             finally:
                 self._entry = None
                 self._failure = None
+                if self._store is not None:
+                    with self._store.lock(self._key):
+                        self._store.delete(self._key)
             return True
         finally:
             self._lock.release()

@@ -23,6 +23,7 @@ from requests_tokenauth import (
     DeviceCodeExpiredError,
     InvalidGrantError,
     JWTBearer,
+    MemoryStore,
     Password,
     StateMismatchError,
     TokenAuth,
@@ -440,6 +441,18 @@ def test_revoke_revokes_the_refresh_token_and_forgets_the_token(server, fake_clo
     assert server.token_requests_by_grant == {"password": 2, "refresh_token": 1}
     assert auth.revoke() is True and auth.revoke() is False
     assert server.revocation_requests == 2
+
+
+def test_revoke_removes_the_token_from_a_shared_store(server, fake_clock) -> None:
+    store = MemoryStore()
+    first = make_auth(password_grant(server), fake_clock, store=store)
+    second = make_auth(password_grant(server), fake_clock, store=store)
+    session_for(first).get(server.resource_url)
+    assert first.revoke() is True
+    assert store.load(first.manager._key) is None  # no sharer picks up the revoked token
+    assert session_for(second).get(server.resource_url).status_code == 200
+    assert server.token_requests_by_grant == {"password": 2}
+    assert server.token_errors == {}
 
 
 def test_revoke_revokes_the_access_token_when_there_is_no_refresh_token(server, fake_clock) -> None:

@@ -150,6 +150,17 @@ class StoreContract:
         assert store.load("b") == {**TOKEN, "access_token": "at-b"}
         assert store.load("c") is None
 
+    def test_delete_removes_only_that_key_and_tolerates_a_missing_one(
+        self, store: TokenStore
+    ) -> None:
+        store.save("a", TOKEN)
+        store.save("b", TOKEN)
+        store.delete("a")
+        store.delete("a")
+        store.delete("never-saved")
+        assert store.load("a") is None
+        assert store.load("b") == TOKEN
+
     def test_a_loaded_dict_is_a_copy(self, store: TokenStore) -> None:
         store.save("k", TOKEN)
         loaded = store.load("k")

@@ -33,6 +33,10 @@ class TokenStore(Protocol):
     def save(self, key: str, token: dict[str, Any]) -> None:
         """Replace the token saved under ``key``."""
 
+    def delete(self, key: str) -> None:
+        """Remove the token saved under ``key`` (nothing if there is none); used when the
+        token is revoked, so no sharer keeps using it."""
+
     def lock(self, key: str) -> AbstractContextManager[None]:
         """A context manager that holds the sharers' lock for ``key``; it raises
         :class:`~requests_tokenauth.TokenStoreError` if it cannot be had in time."""
@@ -71,6 +75,10 @@ class MemoryStore:
     def save(self, key: str, token: dict[str, Any]) -> None:
         with self._guard:
             self._tokens[key] = dict(token)
+
+    def delete(self, key: str) -> None:
+        with self._guard:
+            self._tokens.pop(key, None)
 
     @contextlib.contextmanager
     def lock(self, key: str) -> Iterator[None]:

@@ -160,6 +160,20 @@ class FileStore:
             raise TokenStoreError(f"cannot save token file {path}: {_os_reason(exc)}") from None
         self._sync_directory()
 
+    def delete(self, key: str) -> None:
+        """Remove the token file of ``key`` (nothing if there is none).
+
+        :raises TokenStoreError: the file exists but cannot be removed.
+        """
+        path = self.path(key)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise TokenStoreError(f"cannot remove token file {path}: {_os_reason(exc)}") from None
+        self._sync_directory()
+
     # -- locking --------------------------------------------------------------------------
 
     @contextlib.contextmanager

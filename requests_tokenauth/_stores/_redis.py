@@ -133,6 +133,17 @@ class RedisStore:
         except self._errors as exc:
             raise self._failure("SET", name, exc) from None
 
+    def delete(self, key: str) -> None:
+        """Remove the token saved under ``key`` (nothing if there is none).
+
+        :raises TokenStoreError: Redis failed.
+        """
+        name = self.redis_key(key)
+        try:
+            self._client.delete(name)
+        except self._errors as exc:
+            raise self._failure("DEL", name, exc) from None
+
     def _ttl_milliseconds(self, token: dict[str, Any]) -> Optional[int]:
         if token.get("refresh_token"):
             ttl = self.refresh_ttl_seconds
