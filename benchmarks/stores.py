@@ -19,9 +19,6 @@ import contextlib
 import json
 import multiprocessing
 import os
-import shutil
-import socket
-import subprocess
 import tempfile
 import time
 import uuid
@@ -39,7 +36,7 @@ from requests_tokenauth import (
     TokenStore,
 )
 from requests_tokenauth._clock import SYSTEM_CLOCK
-from requests_tokenauth.testing import AuthServer
+from requests_tokenauth.testing import AuthServer, OffsetClock, redis_server, redis_server_binary
 
 #: Token lifetime on the server; the workers' clocks jump past it between rounds.
 LIFETIME_SECONDS = 3600
@@ -47,19 +44,6 @@ LIFETIME_SECONDS = 3600
 WAIT_SECONDS = 60.0
 #: The store kinds :func:`run` knows.
 STORES = ("none", "file", "redis")
-
-
-class _OffsetClock:
-    """System clocks plus an offset shared by the fleet (a ``multiprocessing.Value``)."""
-
-    def __init__(self, offset: Any) -> None:
-        self._offset = offset
-
-    def monotonic(self) -> float:
-        return time.monotonic() + float(self._offset.value)
-
-    def time(self) -> float:
-        return time.time() + float(self._offset.value)
 
 
 def _open_store(spec: Optional[dict[str, Any]]) -> Optional[TokenStore]:
@@ -85,7 +69,7 @@ def _worker(
     auth = TokenAuth(
         ClientCredentials(token_url, client_id="svc", client_secret="svc-secret"),
         store=_open_store(spec),
-        clock=_OffsetClock(offset),
+        clock=OffsetClock(offset),
         policy=RefreshPolicy(refresh_jitter_fraction=0.0),
         refresh_ahead="inline",
     )
@@ -176,37 +160,12 @@ def _redis(url: Optional[str]) -> Iterator[tuple[Optional[str], str]]:
     if url:
         yield url, ""
         return
-    binary = shutil.which("redis-server")
+    binary = redis_server_binary()
     if binary is None:
         yield None, "no Redis (pass --redis-url or install redis-server)"
         return
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with tempfile.TemporaryDirectory() as workdir:
-        process = subprocess.Popen(
-            [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "",
-             "--appendonly", "no", "--dir", workdir, "--logfile", ""],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            for _ in range(100):
-                with (
-                    contextlib.suppress(OSError),
-                    socket.create_connection(("127.0.0.1", port), timeout=0.5),
-                ):
-                    break
-                if process.poll() is not None:
-                    break
-                time.sleep(0.05)
-            if process.poll() is not None:
-                yield None, "redis-server did not start"
-            else:
-                yield f"redis://127.0.0.1:{port}/0", ""
-        finally:
-            process.terminate()
-            process.wait(10)
+    with redis_server(binary) as started:
+        yield started, ""
 
 
 def run(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class Clock(Protocol):
@@ -68,3 +68,21 @@ class FakeClock:
 
     def __repr__(self) -> str:
         return f"FakeClock(monotonic={self.monotonic()!r}, time={self.time()!r})"
+
+
+class OffsetClock:
+    """The system clocks plus an offset read from a shared number (e.g. a
+    ``multiprocessing.Value``), so a test or benchmark can move a whole fleet of processes
+    past a token's expiry at once. Thread-safe as far as the shared number is.
+
+    :param offset: any object whose ``.value`` is a number of seconds.
+    """
+
+    def __init__(self, offset: Any) -> None:
+        self._offset = offset
+
+    def monotonic(self) -> float:
+        return time.monotonic() + float(self._offset.value)
+
+    def time(self) -> float:
+        return time.time() + float(self._offset.value)

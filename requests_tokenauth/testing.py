@@ -56,15 +56,27 @@ makes expiry deterministic. :attr:`AuthServer.seen` lists the requests received 
 :class:`SeenRequest` records; :data:`TOKEN_FAULTS` lists the kinds of
 :meth:`AuthServer.set_token_fault`.
 
+For shared-store tests across processes, :class:`OffsetClock` moves a fleet's clocks
+together and :func:`redis_server` starts a private ``redis-server`` on a free loopback port.
 With pytest, ``pytest_plugins = ["requests_tokenauth.pytest_plugin"]`` provides the
 ``auth_server``, ``auth_server_factory`` and ``fake_clock`` fixtures.
 """
 
 from __future__ import annotations
 
-from ._clock import FakeClock
+from ._clock import FakeClock, OffsetClock
 from ._testserver._handler import TOKEN_FAULTS
 from ._testserver._oauth import GRANT_TYPES, SeenRequest
+from ._testserver._redis import redis_server, redis_server_binary
 from ._testserver._server import AuthServer
 
-__all__ = ["GRANT_TYPES", "TOKEN_FAULTS", "AuthServer", "FakeClock", "SeenRequest"]
+__all__ = [
+    "GRANT_TYPES",
+    "TOKEN_FAULTS",
+    "AuthServer",
+    "FakeClock",
+    "OffsetClock",
+    "SeenRequest",
+    "redis_server",
+    "redis_server_binary",
+]

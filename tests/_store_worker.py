@@ -22,26 +22,13 @@ from requests_tokenauth import (
     TokenAuth,
     TokenStore,
 )
+from requests_tokenauth.testing import OffsetClock
 
 #: Every wait in a worker gives up after this long, so a broken test never hangs a child.
 WAIT_SECONDS = 30.0
 
 #: No jitter: every process's deadlines are exact.
 EXACT = RefreshPolicy(refresh_jitter_fraction=0.0)
-
-
-class OffsetClock:
-    """The system clocks plus an offset shared by every process (a ``multiprocessing.Value``),
-    so the parent can move the fleet's time forward between rounds. Thread-safe."""
-
-    def __init__(self, offset: Any) -> None:
-        self._offset = offset
-
-    def monotonic(self) -> float:
-        return time.monotonic() + float(self._offset.value)
-
-    def time(self) -> float:
-        return time.time() + float(self._offset.value)
 
 
 class CountingStore:

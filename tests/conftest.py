@@ -79,7 +79,7 @@ def redis_url() -> Iterator[str]:
     else a skip saying so; under CI (``CI`` set) a missing Redis fails instead."""
     import os
 
-    from ._redis import redis_server, redis_server_binary
+    from requests_tokenauth.testing import redis_server, redis_server_binary
 
     def unavailable(reason: str) -> None:
         if os.environ.get("CI"):

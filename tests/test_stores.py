@@ -35,9 +35,8 @@ from requests_tokenauth import (
 )
 from requests_tokenauth._stores import store_key
 from requests_tokenauth._stores._crypto import ENCRYPTED_FIELD
-from requests_tokenauth.testing import AuthServer, FakeClock
+from requests_tokenauth.testing import AuthServer, FakeClock, redis_server, redis_server_binary
 
-from ._redis import redis_server, redis_server_binary
 from .helpers import EXACT, EXPIRED_AFTER, LIFETIME, session_for
 
 #: Tests that wait for something that must not happen give it this long.

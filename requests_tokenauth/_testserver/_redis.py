@@ -1,4 +1,5 @@
-"""A private ``redis-server`` on a free loopback port, for the Redis tests (no persistence)."""
+"""A private ``redis-server`` on a free loopback port, for tests and benchmarks (no
+persistence; needs Debian's ``redis-server`` or any other on ``PATH``)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ START_TIMEOUT_SECONDS = 10.0
 
 
 def redis_server_binary() -> Optional[str]:
+    """The ``redis-server`` on ``PATH``, or ``None``."""
     return shutil.which("redis-server")
 
 
@@ -44,7 +46,7 @@ def redis_server(binary: str, attempts: int = 3) -> Iterator[str]:
     with tempfile.TemporaryDirectory(prefix="tokenauth-redis-") as workdir:
         for _ in range(attempts):
             port = _free_port()
-            process = subprocess.Popen(
+            process = subprocess.Popen(  # noqa: S603 - our own argv, a binary found on PATH
                 [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "",
                  "--appendonly", "no", "--dir", workdir, "--logfile", ""],
                 stdout=subprocess.DEVNULL,
