@@ -31,7 +31,7 @@ DEFAULT_BACKOFF_BASE_SECONDS = 1.0
 DEFAULT_BACKOFF_MAX_SECONDS = 60.0
 #: With no valid token every caller fails until the next attempt, so that attempt comes
 #: sooner: the wait is capped lower, and an endpoint that recovers is noticed within seconds.
-DEFAULT_BACKOFF_MAX_WITHOUT_TOKEN_SECONDS = 5.0
+DEFAULT_BACKOFF_MAX_WITHOUT_TOKEN_SECONDS = 2.0
 
 
 class TokenState(enum.Enum):

@@ -104,8 +104,8 @@ def test_backoff_full_jitter_capped(
 def test_backoff_cap_is_lower_without_a_valid_token() -> None:
     policy = RefreshPolicy()
     assert backoff_seconds(8, policy, 1.0, token_valid=True) == 60.0
-    assert backoff_seconds(8, policy, 1.0, token_valid=False) == 5.0
-    assert backoff_seconds(2, policy, 1.0, token_valid=False) == 2.0
+    assert backoff_seconds(8, policy, 1.0, token_valid=False) == 2.0
+    assert backoff_seconds(1, policy, 1.0, token_valid=False) == 1.0
     assert backoff_seconds(8, policy, 1.0, 30.0, token_valid=False) == 30.0  # Retry-After wins
 
 
