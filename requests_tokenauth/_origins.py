@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from typing import Any, Optional, Union
 
 from ._errors import ConfigurationError, OriginNotAllowedError
-from ._grants._base import is_loopback
+from ._grants._urls import is_loopback
 
 log = logging.getLogger("requests_tokenauth")
 

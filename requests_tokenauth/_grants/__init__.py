@@ -4,20 +4,15 @@ with oauthlib into a :class:`~requests_tokenauth.Token`. Grants know nothing of 
 threads."""
 
 from ._authorization_code import AuthorizationCode, AuthorizationRequest
-from ._base import (
-    AUTH_METHODS,
-    DEFAULT_TIMEOUT_SECONDS,
-    Grant,
-    basic_credentials,
-    check_url,
-    is_loopback,
-)
+from ._base import AUTH_METHODS, DEFAULT_TIMEOUT_SECONDS, Grant
+from ._client_auth import basic_credentials
 from ._client_credentials import ClientCredentials
 from ._device_code import DeviceAuthorization, DeviceCode
 from ._jwt_bearer import JWTBearer
 from ._password import Password
 from ._refresh_token import RefreshToken
 from ._token_exchange import TokenExchange
+from ._urls import check_url, is_loopback
 
 __all__ = [
     "AUTH_METHODS",

@@ -20,7 +20,8 @@ from .._errors import (
     StateMismatchError,
 )
 from .._token import Token
-from ._base import Grant, check_url
+from ._base import Grant
+from ._urls import check_url
 
 #: PKCE code verifier length (RFC 7636 §4.1 allows 43 to 128 characters).
 DEFAULT_CODE_VERIFIER_LENGTH = 64

@@ -1,33 +1,23 @@
-"""The base of every grant: client authentication, URL checks, the one token exchange over a
-private :class:`requests.Session`, and parsing (by oauthlib) into a :class:`Token` or a typed
-error."""
+"""The base of every grant: options, discovery, renewal rule, and the one token exchange over
+a private :class:`requests.Session` (parsing is in :mod:`._response`)."""
 
 from __future__ import annotations
 
-import base64
-import ipaddress
-import json
 import logging
 import urllib.parse
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Optional, TypeVar, Union
 
 import requests
-from oauthlib.oauth2 import Client, OAuth2Error
+from oauthlib.oauth2 import Client
 
 from .._clock import Clock
-from .._errors import (
-    ConfigurationError,
-    InvalidGrantError,
-    MalformedTokenResponseError,
-    TokenEndpointError,
-    TokenRefreshError,
-    redact_body,
-)
-from .._policy import parse_retry_after
-from .._token import Token, TokenFormatError
-from ._client_auth import ClientAssertion
+from .._errors import ConfigurationError, InvalidGrantError, TokenEndpointError
+from .._token import Token
+from ._client_auth import ClientAssertion, ClientAuth, basic_credentials
 from ._jwt import Key
+from ._response import parse_token_response, raise_for_error
+from ._urls import check_url
 
 if TYPE_CHECKING:
     from .._dpop import DPoPProofs
@@ -53,65 +43,7 @@ _SECRET_METHODS = frozenset({"client_secret_basic", "client_secret_post", "clien
 
 G = TypeVar("G", bound="Grant")
 
-#: OAuth error codes that say "try again later" rather than "this grant is dead".
-_TRANSIENT_ERRORS = frozenset({"temporarily_unavailable", "server_error", "use_dpop_nonce"})
-
 Timeout = Union[float, tuple[float, float]]
-
-
-def is_loopback(host: Optional[str]) -> bool:
-    """Whether ``host`` names this machine (127.0.0.0/8, ::1 or ``localhost``)."""
-    if not host:
-        return False
-    host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def check_url(url: str, what: str, *, allow_insecure_http: bool) -> str:
-    """Refuse anything but ``https`` (or plain ``http`` to loopback, or with explicit opt-in).
-
-    :raises ConfigurationError: with a message saying how to opt in.
-    """
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme == "https" and parts.hostname:
-        return url
-    if parts.scheme == "http" and parts.hostname:
-        if allow_insecure_http or is_loopback(parts.hostname):
-            return url
-        raise ConfigurationError(
-            f"{what} {url!r} is plain http: tokens would travel unencrypted. Use https, or "
-            "pass allow_insecure_http=True if this network is trusted."
-        )
-    raise ConfigurationError(f"{what} {url!r} is not an absolute http(s) URL")
-
-
-class _ClientAuth(requests.auth.AuthBase):
-    """Client authentication for the token request. Also stops requests from applying
-    ``~/.netrc`` or a user session's own ``auth`` to the token request."""
-
-    def __init__(self, header: Optional[str]) -> None:
-        self._header = header
-
-    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
-        r.headers.pop("Authorization", None)
-        if self._header is not None:
-            r.headers["Authorization"] = self._header
-        return r
-
-    def __repr__(self) -> str:
-        return "_ClientAuth(<redacted>)"
-
-
-def basic_credentials(client_id: str, client_secret: str) -> str:
-    """``Authorization`` value for ``client_secret_basic``: id and secret are each
-    form-urlencoded before base64 (RFC 6749 §2.3.1), so ``:``, ``%`` and non-ASCII survive."""
-    pair = f"{urllib.parse.quote_plus(client_id)}:{urllib.parse.quote_plus(client_secret)}"
-    return "Basic " + base64.b64encode(pair.encode("ascii")).decode("ascii")
 
 
 class Grant:
@@ -378,7 +310,7 @@ class Grant:
                     "Content-Type": "application/x-www-form-urlencoded;charset=UTF-8",
                     "Accept": "application/json",
                 },
-                auth=_ClientAuth(self._authorization()),
+                auth=ClientAuth(self._authorization()),
                 timeout=self.timeout,
                 allow_redirects=False,
             )
@@ -435,7 +367,7 @@ class Grant:
                     self.token_url,
                     data=self._with_assertion(body, clock).encode("utf-8"),
                     headers=headers,
-                    auth=_ClientAuth(self._authorization()),
+                    auth=ClientAuth(self._authorization()),
                     timeout=self.timeout,
                     allow_redirects=False,
                 )
@@ -461,116 +393,14 @@ class Grant:
         grant_type: str,
         previous_refresh: Optional[str],
     ) -> Token:
-        status = response.status_code
-        text = response.text
-        where = f"token endpoint {self.token_url} ({grant_type} grant) answered {status}"
-        retry_after = parse_retry_after(response.headers.get("Retry-After"), clock.time())
-        if not 200 <= status < 300:
-            fields = _error_fields(text)
-            code = fields.get("error")
-            terminal = status in (400, 401) and code not in _TRANSIENT_ERRORS
-            cls: type[TokenRefreshError] = InvalidGrantError if terminal else TokenEndpointError
-            raise cls(
-                where + (f": {code}" if code else ""),
-                status_code=status,
-                retry_after_seconds=retry_after,
-                body=redact_body(text),
-                **fields,
-            )
-        try:
-            data = _oauthlib_parse(text, self.scope)
-        except OAuth2Error as exc:  # an error object or no access_token in a 2xx body
-            if exc.error == "missing_token":
-                raise MalformedTokenResponseError(
-                    f"{where} without an access_token", status_code=status, body=redact_body(text)
-                ) from None
-            code = _str_or_none(exc.error)
-            cls = TokenEndpointError if code in _TRANSIENT_ERRORS else InvalidGrantError
-            raise cls(
-                f"{where}: {code}",
-                error=code,
-                error_description=_str_or_none(exc.description),
-                error_uri=_str_or_none(exc.uri),
-                status_code=status,
-                retry_after_seconds=retry_after,
-                body=redact_body(text),
-            ) from None
-        except ValueError as exc:  # oauthlib's own checks, e.g. "expires_in must be an int"
-            raise MalformedTokenResponseError(
-                f"{where} with an unusable token: {exc}",
-                status_code=status,
-                body=redact_body(text),
-            ) from None
-        except Exception as exc:  # oauthlib chokes on some shapes (a list, a dict scope, ...)
-            raise MalformedTokenResponseError(
-                f"{where} with something that is not a token response ({type(exc).__name__})",
-                status_code=status,
-                body=redact_body(text),
-            ) from None
-        try:
-            token = Token.from_response(
-                data,
-                obtained_monotonic=sent_monotonic,
-                obtained_at=sent_at,
-                requested_scope=self.scope,
-                previous_refresh_token=previous_refresh,
-            )
-        except TokenFormatError as exc:
-            raise MalformedTokenResponseError(
-                f"{where} with an unusable token: {exc}", status_code=status, body=redact_body(text)
-            ) from None
-        if token.token_type != "Bearer" and (token.token_type != "DPoP" or self._dpop is None):
-            raise MalformedTokenResponseError(
-                f"{where} with token_type {token.token_type!r}; only Bearer is supported "
-                "(and DPoP, with TokenAuth(dpop=...))",
-                status_code=status,
-                body=redact_body(text),
-            )
-        return token
-
-
-def raise_for_error(response: requests.Response, where: str, clock: Clock) -> None:
-    """Raise the typed error for a non-2xx answer of an endpoint that speaks RFC 6749 §5.2
-    errors: terminal (:class:`InvalidGrantError`) for 400/401 with a non-transient code,
-    transient (:class:`TokenEndpointError`) otherwise."""
-    status, text = response.status_code, response.text
-    fields = _error_fields(text)
-    code = fields.get("error")
-    terminal = status in (400, 401) and code not in _TRANSIENT_ERRORS
-    cls: type[TokenRefreshError] = InvalidGrantError if terminal else TokenEndpointError
-    raise cls(
-        f"{where} answered {status}" + (f": {code}" if code else ""),
-        status_code=status,
-        retry_after_seconds=parse_retry_after(response.headers.get("Retry-After"), clock.time()),
-        body=redact_body(text),
-        **fields,
-    )
-
-
-def _oauthlib_parse(text: str, scope: Optional[tuple[str, ...]]) -> dict[str, Any]:
-    """Parse with oauthlib; a changed scope (which oauthlib raises as a bare ``Warning``)
-    is RFC 6749 §3.3 behaviour, not an error: the token carries the scope granted."""
-    client = Client("")
-    try:
-        return dict(client.parse_request_body_response(text, scope=list(scope or ()) or None))
-    except Warning as changed:
-        token = getattr(changed, "token", None)
-        if token is None:
-            raise
-        return dict(token)
-
-
-def _str_or_none(value: object) -> Optional[str]:
-    return value if isinstance(value, str) and value else None
-
-
-def _error_fields(text: str) -> dict[str, Optional[str]]:
-    """RFC 6749 §5.2 fields of an error body, when it is a JSON object with string fields."""
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return {}
-    if not isinstance(data, dict):
-        return {}
-    names = ("error", "error_description", "error_uri")
-    return {k: v for k, v in data.items() if k in names and isinstance(v, str)}
+        """The :class:`Token` in a token response, or its typed error."""
+        return parse_token_response(
+            response,
+            where=f"token endpoint {self.token_url} ({grant_type} grant)",
+            clock=clock,
+            sent_monotonic=sent_monotonic,
+            sent_at=sent_at,
+            requested_scope=self.scope,
+            previous_refresh_token=previous_refresh,
+            dpop=self._dpop is not None,
+        )

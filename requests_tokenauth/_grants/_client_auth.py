@@ -1,11 +1,16 @@
-"""JWT client authentication (RFC 7523 §2.2, OpenID Connect Core §9): ``client_secret_jwt``
-signs with the client secret (HMAC), ``private_key_jwt`` with the client's private key.
-Every token request gets a fresh assertion: a new ``jti`` and a short ``exp``."""
+"""Client authentication at the token endpoint: HTTP Basic (RFC 6749 §2.3.1) and JWT client
+assertions (RFC 7523 §2.2, OpenID Connect Core §9): ``client_secret_jwt`` signs with the
+client secret (HMAC), ``private_key_jwt`` with the client's private key. Every token request
+gets a fresh assertion: a new ``jti`` and a short ``exp``."""
 
 from __future__ import annotations
 
+import base64
 import secrets
+import urllib.parse
 from typing import Optional
+
+import requests
 
 from .._clock import Clock
 from .._errors import ConfigurationError
@@ -70,3 +75,27 @@ class ClientAssertion:
         }
         assertion = sign(claims, self._key, self.algorithm, self.key_id)
         return [("client_assertion_type", CLIENT_ASSERTION_TYPE), ("client_assertion", assertion)]
+
+
+class ClientAuth(requests.auth.AuthBase):
+    """Client authentication for the token request. Also stops requests from applying
+    ``~/.netrc`` or a user session's own ``auth`` to the token request."""
+
+    def __init__(self, header: Optional[str]) -> None:
+        self._header = header
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        r.headers.pop("Authorization", None)
+        if self._header is not None:
+            r.headers["Authorization"] = self._header
+        return r
+
+    def __repr__(self) -> str:
+        return "ClientAuth(<redacted>)"
+
+
+def basic_credentials(client_id: str, client_secret: str) -> str:
+    """``Authorization`` value for ``client_secret_basic``: id and secret are each
+    form-urlencoded before base64 (RFC 6749 §2.3.1), so ``:``, ``%`` and non-ASCII survive."""
+    pair = f"{urllib.parse.quote_plus(client_id)}:{urllib.parse.quote_plus(client_secret)}"
+    return "Basic " + base64.b64encode(pair.encode("ascii")).decode("ascii")

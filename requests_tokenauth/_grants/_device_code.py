@@ -21,7 +21,9 @@ from .._errors import (
     redact_body,
 )
 from .._token import Token
-from ._base import Grant, check_url, raise_for_error
+from ._base import Grant
+from ._response import raise_for_error
+from ._urls import check_url
 
 log = logging.getLogger("requests_tokenauth")
 

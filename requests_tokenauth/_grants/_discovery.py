@@ -55,7 +55,7 @@ def discover(
     :raises ConfigurationError: neither document could be fetched, or its ``issuer`` is not
         exactly ``issuer`` (RFC 8414 §3.3: a mismatch means the metadata must not be used).
     """
-    from ._base import check_url
+    from ._urls import check_url
 
     check_url(issuer, "issuer", allow_insecure_http=allow_insecure_http)
     if urllib.parse.urlsplit(issuer).query or urllib.parse.urlsplit(issuer).fragment:

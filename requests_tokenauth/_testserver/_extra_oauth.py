@@ -25,7 +25,7 @@ from oauthlib.oauth2 import (
 )
 from oauthlib.oauth2.rfc6749.grant_types.base import GrantTypeBase
 
-from .._grants._base import is_loopback
+from .._grants._urls import is_loopback
 from ._oauth import Grant, Validator, remember_secret
 
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
