@@ -21,9 +21,11 @@ from ._errors import (
     TokenStoreError,
 )
 from ._events import EventCallback, TokenEvent, emit
+from ._failures import Failure
 from ._grants import Grant
-from ._policy import DEFAULT_POLICY, Deadlines, RefreshPolicy, backoff_seconds, deadlines
-from ._stores import TokenStore, store_key
+from ._policy import DEFAULT_POLICY, Deadlines, RefreshPolicy, deadlines
+from ._stores import TokenStore
+from ._stores import store_key as derive_store_key
 from ._token import Token, TokenFormatError
 
 log = logging.getLogger("requests_tokenauth")
@@ -47,17 +49,6 @@ class _Entry:
     token: Token
     deadlines: Deadlines
     cause: str  # "given", "stored", "missing", "expired", "ahead" or "unauthorized"
-
-
-@dataclass(frozen=True)
-class _Failure:
-    """Failed attempts in a row, and when the next token request may go out."""
-
-    __slots__ = ("count", "next_attempt_monotonic", "error")
-
-    count: int
-    next_attempt_monotonic: float
-    error: TokenAuthError
 
 
 Needed = Callable[[Optional[_Entry], float], bool]
@@ -125,7 +116,7 @@ class TokenManager:
         self._on_token = on_token
         self._on_event = on_event
         self._store = store
-        self._key = store_key or (_derived_key(grant) if store is not None else "")
+        self._key = store_key or (derive_store_key(grant) if store is not None else "")
         self._clock = clock
         self._policy = policy
         self._random = random
@@ -134,7 +125,7 @@ class TokenManager:
         self._lock = threading.RLock()
         self._ahead = threading.Lock()  # held while a refresh ahead is in flight
         self._entry: Optional[_Entry] = None
-        self._failure: Optional[_Failure] = None
+        self._failure: Optional[Failure] = None
         self._seed: Optional[Token] = None
         if token is not None:
             loaded = self._load(token)
@@ -233,7 +224,7 @@ class TokenManager:
                 return entry.token
             failure = self._failure
             if failure is not None and now < failure.next_attempt_monotonic:
-                raise _retry_later(failure, now) from failure.error
+                raise failure.error_for_caller(now) from failure.error
             token, is_new = self._obtain(entry, cause, needed)
         finally:
             self._lock.release()
@@ -327,13 +318,17 @@ class TokenManager:
         return token
 
     def _record_failure(self, exc: TokenAuthError) -> float:
-        count = self._failure.count + 1 if self._failure is not None else 1
-        retry_after = getattr(exc, "retry_after_seconds", None)
+        """Remember ``exc`` and when the next attempt may go out; returns the wait."""
         entry, now = self._entry, self._clock.monotonic()
-        valid = entry is not None and now < entry.deadlines.expired_monotonic
-        wait = backoff_seconds(count, self._policy, self._random(), retry_after, token_valid=valid)
-        self._failure = _Failure(count, self._clock.monotonic() + wait, exc)
-        return wait
+        self._failure = Failure.after(
+            self._failure,
+            exc,
+            now=now,
+            policy=self._policy,
+            draw=self._random(),
+            token_valid=entry is not None and now < entry.deadlines.expired_monotonic,
+        )
+        return self._failure.next_attempt_monotonic - now
 
     def replace(self, rejected: Token) -> Optional[Token]:
         """The token to retry with after ``rejected`` got a 401, or ``None`` for no retry.
@@ -498,33 +493,6 @@ def _newer(a: Optional[_Entry], b: Optional[_Entry]) -> Optional[_Entry]:
     if a is None or b is None:
         return a or b
     return a if a.token.obtained_monotonic >= b.token.obtained_monotonic else b
-
-
-def _derived_key(grant: Grant) -> str:
-    return store_key(grant)
-
-
-def _retry_later(failure: _Failure, now: float) -> TokenAuthError:
-    """A new exception of the remembered failure's type, saying when the next attempt is due
-    (a fresh object per caller: one exception raised in many threads would share a traceback)."""
-    exc = failure.error
-    wait = failure.next_attempt_monotonic - now
-    message = f"{exc} (failed {failure.count} time(s) in a row; next attempt in {wait:.2f}s)"
-    clone: TokenAuthError
-    if isinstance(exc, TokenRefreshError):
-        clone = type(exc)(
-            message,
-            error=exc.error,
-            error_description=exc.error_description,
-            error_uri=exc.error_uri,
-            status_code=exc.status_code,
-            retry_after_seconds=exc.retry_after_seconds,
-            body=exc.body,
-        )
-    else:
-        clone = type(exc)(message)
-    clone.next_attempt_in_seconds = wait
-    return clone
 
 
 _live_managers: weakref.WeakSet[TokenManager] = weakref.WeakSet()
