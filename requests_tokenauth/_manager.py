@@ -278,9 +278,7 @@ class TokenManager:
             return self._make_entry(seed, "given")
         self._seed = None
         try:
-            token = Token.from_dict(
-                data, now_monotonic=self._clock.monotonic(), now=self._clock.time()
-            )
+            token = self._token_from_dict(data)
         except TokenFormatError as exc:
             log.warning("token store holds an unusable token (%s); replacing it", exc)
             return None
@@ -417,11 +415,12 @@ class TokenManager:
     def _make_entry(self, token: Token, cause: str) -> _Entry:
         return _Entry(token, deadlines(token, self._policy, self._random()), cause)
 
+    def _token_from_dict(self, data: Mapping[str, Any]) -> Token:
+        return Token.from_dict(data, now_monotonic=self._clock.monotonic(), now=self._clock.time())
+
     def _load(self, data: Mapping[str, Any]) -> Token:
         try:
-            return Token.from_dict(
-                data, now_monotonic=self._clock.monotonic(), now=self._clock.time()
-            )
+            return self._token_from_dict(data)
         except TokenFormatError as exc:
             raise ConfigurationError(f"the saved token is not usable: {exc}") from None
 

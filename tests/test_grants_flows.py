@@ -50,6 +50,18 @@ def make_auth(grant: Any, clock: FakeClock, **kwargs: Any) -> TokenAuth:
     return TokenAuth(grant, clock=clock, policy=EXACT, random=lambda: 0.5, **kwargs)
 
 
+def password_grant(server: AuthServer, **kwargs: Any) -> Password:
+    return Password(
+        server.token_url,
+        client_id="app",
+        client_secret="app-secret",
+        username="alice",
+        password="wonderland",
+        revocation_url=server.url + "/revoke",
+        **kwargs,
+    )
+
+
 # -- device flow ----------------------------------------------------------------------------
 
 
@@ -279,13 +291,7 @@ def test_client_credentials_recover_from_a_rejected_refresh_token(server, fake_c
 
 
 def test_password_recovers_from_a_rejected_refresh_token(server, fake_clock) -> None:
-    grant = Password(
-        server.token_url,
-        client_id="app",
-        client_secret="app-secret",
-        username="alice",
-        password="wonderland",
-    )
+    grant = password_grant(server)
     session = session_for(make_auth(grant, fake_clock))
     session.get(server.resource_url)
     fake_clock.advance(LIFETIME + 1)
@@ -326,13 +332,7 @@ def test_authorization_code_refresh_rejected_is_terminal(server, fake_clock) -> 
 
 
 def test_only_invalid_grant_triggers_the_fallback(server, fake_clock) -> None:
-    grant = Password(
-        server.token_url,
-        client_id="app",
-        client_secret="app-secret",
-        username="alice",
-        password="wonderland",
-    )
+    grant = password_grant(server)
     auth = make_auth(grant, fake_clock)
     auth.get_token()
     fake_clock.advance(LIFETIME + 1)
@@ -349,13 +349,7 @@ def test_only_invalid_grant_triggers_the_fallback(server, fake_clock) -> None:
 def test_token_exchange_with_an_actor_and_a_live_subject(server, fake_clock) -> None:
     server.add_client("gateway", "gateway-secret", grant_types=(TOKEN_EXCHANGE,))
     user = make_auth(
-        Password(
-            server.token_url,
-            client_id="app",
-            client_secret="app-secret",
-            username="alice",
-            password="wonderland",
-        ),
+        password_grant(server),
         fake_clock,
     )
     actor = server.issue_token("svc", lifetime_seconds=10 * LIFETIME)
@@ -403,18 +397,6 @@ def test_token_exchange_arguments_are_checked() -> None:
 
 
 # -- revocation (RFC 7009) ------------------------------------------------------------------
-
-
-def password_grant(server: AuthServer, **kwargs: Any) -> Password:
-    return Password(
-        server.token_url,
-        client_id="app",
-        client_secret="app-secret",
-        username="alice",
-        password="wonderland",
-        revocation_url=server.url + "/revoke",
-        **kwargs,
-    )
 
 
 def test_revoke_revokes_the_refresh_token_and_forgets_the_token(server, fake_clock) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import urllib.parse
 from typing import Optional
@@ -9,6 +10,7 @@ from typing import Optional
 from .._errors import ConfigurationError
 
 
+@functools.lru_cache(maxsize=256)  # asked for every plain-http request's host: parse once
 def is_loopback(host: Optional[str]) -> bool:
     """Whether ``host`` names this machine (127.0.0.0/8, ::1 or ``localhost``)."""
     if not host:
