@@ -17,6 +17,8 @@ EVENT_KINDS = (
     "refresh_failed",
     "token_loaded",
     "unauthorized_retry",
+    "delivery_failed",
+    "token_redelivered",
 )
 
 _LEVELS = {
@@ -25,6 +27,8 @@ _LEVELS = {
     "refresh_failed": logging.WARNING,
     "token_loaded": logging.DEBUG,
     "unauthorized_retry": logging.INFO,
+    "delivery_failed": logging.WARNING,
+    "token_redelivered": logging.INFO,
 }
 
 
@@ -33,14 +37,19 @@ class TokenEvent(FrozenSlots):
     """One thing that happened to a token. Immutable; holds no secret.
 
     :ivar kind: one of ``refresh_started``, ``refresh_succeeded``, ``refresh_failed``,
-        ``token_loaded`` (taken from a shared store, no token request) and
-        ``unauthorized_retry`` (a 401 answered by one retry with another token).
+        ``token_loaded`` (taken from a shared store, no token request),
+        ``unauthorized_retry`` (a 401 answered by one retry with another token),
+        ``delivery_failed`` (``on_token`` raised; ``next_attempt_in_seconds`` says when the
+        token is handed to it again, ``None`` if a newer token is on its way instead) and
+        ``token_redelivered`` (a retried ``on_token`` succeeded).
     :ivar grant_type: the grant that obtains the tokens.
     :ivar cause: why: ``missing``, ``expired``, ``ahead`` (refresh ahead of expiry),
         ``unauthorized`` (a 401) or ``given``.
-    :ivar attempt: 1 for the first token request after a success, then 2, 3... while failing.
+    :ivar attempt: 1 for the first token request after a success, then 2, 3... while failing
+        (for ``delivery_failed``: the failed ``on_token`` calls in a row).
     :ivar duration_seconds: how long the token request took (``refresh_succeeded/failed``).
-    :ivar error: the OAuth error code or the exception's class name (``refresh_failed``).
+    :ivar error: the OAuth error code or the exception's class name (``refresh_failed``,
+        ``delivery_failed``).
     :ivar retryable: whether the failure may pass by itself (``refresh_failed``).
     :ivar next_attempt_in_seconds: the backoff before the next token request (``refresh_failed``).
     :ivar fingerprint: a short hash of the token obtained or retried with; never the token.
@@ -76,9 +85,8 @@ class TokenEvent(FrozenSlots):
 EventCallback = Callable[[TokenEvent], None]
 
 
-def emit(event: TokenEvent, callback: Optional[EventCallback]) -> None:
-    """Log ``event`` as a structured record (``record.tokenauth_event``) and hand it to the
-    user's callback, whose failure is logged, never raised."""
+def log_event(event: TokenEvent) -> None:
+    """Log ``event`` as a structured record (``record.tokenauth_event``)."""
     if log.isEnabledFor(_LEVELS[event.kind]):
         details = ", ".join(
             f"{k}={v}" for k, v in event.to_dict().items() if v is not None and k != "kind"
@@ -86,6 +94,10 @@ def emit(event: TokenEvent, callback: Optional[EventCallback]) -> None:
         log.log(
             _LEVELS[event.kind], "%s: %s", event.kind, details, extra={"tokenauth_event": event}
         )
+
+
+def call_back(event: TokenEvent, callback: Optional[EventCallback]) -> None:
+    """Hand ``event`` to the user's callback, whose failure is logged, never raised."""
     if callback is not None:
         try:
             callback(event)

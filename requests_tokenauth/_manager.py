@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import random as _random
 import threading
-import weakref
+import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from ._clock import SYSTEM_CLOCK, Clock
+from ._delivery import Outbox, TokenCallback, flush_at_exit
+from ._entry import Entry as _Entry
+from ._entry import Needed
+from ._entry import expired as _expired
+from ._entry import same_token as _is
+from ._entry import stale as _stale
 from ._errors import (
     ConfigurationError,
     TokenAuthError,
@@ -20,10 +24,12 @@ from ._errors import (
     TokenRefreshError,
     TokenStoreError,
 )
-from ._events import EventCallback, TokenEvent, emit
+from ._events import EventCallback
 from ._failures import Failure
+from ._forksafe import ForkSafe, lock, rlock
 from ._grants import Grant
-from ._policy import DEFAULT_POLICY, Deadlines, RefreshPolicy, deadlines
+from ._policy import DEFAULT_POLICY, RefreshPolicy, deadlines
+from ._store_renewal import StoreSlot
 from ._stores import TokenStore
 from ._stores import store_key as derive_store_key
 from ._token import Token, TokenFormatError
@@ -37,32 +43,10 @@ DEFAULT_LOCK_TIMEOUT_SECONDS = 40.0
 #: How a refresh ahead of expiry runs: on a short-lived thread, so no caller waits for it.
 REFRESH_AHEAD_MODES = ("background", "inline")
 
-TokenCallback = Callable[[dict[str, Any]], None]
+__all__ = ["DEFAULT_LOCK_TIMEOUT_SECONDS", "REFRESH_AHEAD_MODES", "TokenCallback", "TokenManager"]
 
 
-@dataclass(frozen=True)
-class _Entry:
-    """The published token with its deadlines and why it was obtained."""
-
-    __slots__ = ("token", "deadlines", "cause")
-
-    token: Token
-    deadlines: Deadlines
-    cause: str  # "given", "stored", "missing", "expired", "ahead" or "unauthorized"
-
-
-Needed = Callable[[Optional[_Entry], float], bool]
-
-
-def _expired(entry: Optional[_Entry], now: float) -> bool:
-    return entry is None or now >= entry.deadlines.expired_monotonic
-
-
-def _stale(entry: Optional[_Entry], now: float) -> bool:
-    return entry is None or now >= entry.deadlines.stale_monotonic
-
-
-class TokenManager:
+class TokenManager(ForkSafe):
     """Holds the current token of one grant and renews it, once, however many threads ask.
 
     Thread-safe. :meth:`get_token` reads one immutable snapshot without a lock while the
@@ -113,10 +97,6 @@ class TokenManager:
         if refresh_ahead not in REFRESH_AHEAD_MODES:
             raise ConfigurationError(f"refresh_ahead must be one of {REFRESH_AHEAD_MODES}")
         self.grant = grant
-        self._on_token = on_token
-        self._on_event = on_event
-        self._store = store
-        self._key = store_key or (derive_store_key(grant) if store is not None else "")
         self._clock = clock
         self._policy = policy
         self._random = random
@@ -126,14 +106,23 @@ class TokenManager:
         self._ahead = threading.Lock()  # held while a refresh ahead is in flight
         self._entry: Optional[_Entry] = None
         self._failure: Optional[Failure] = None
-        self._seed: Optional[Token] = None
-        if token is not None:
-            loaded = self._load(token)
-            if store is None:
-                self._entry = self._make_entry(loaded, "given")
-            else:
-                self._seed = loaded  # the store's token, if it has one, wins
-        _live_managers.add(self)
+        self._outbox = Outbox(grant.grant_type, clock, on_token, on_event)
+        self._store: Optional[StoreSlot] = None
+        self._key = store_key or (derive_store_key(grant) if store is not None else "")
+        loaded = self._load(token) if token is not None else None
+        if store is not None:
+            self._store = StoreSlot(store, self._key, loaded)  # the store's token, if any, wins
+        elif loaded is not None:
+            self._entry = self._make_entry(loaded, "given")
+        self._track()
+
+    # tokens are not pickled (a pickle is not a secure store); locks are new in a child
+    _fresh_locks = {"_lock": rlock, "_ahead": lock}
+    _not_pickled = {"_entry": lambda: None, "_failure": lambda: None}
+
+    def _track(self) -> None:
+        super()._track()
+        flush_at_exit(self)  # a refresh ahead still running at exit gets to save its token
 
     def __repr__(self) -> str:
         entry = self._entry
@@ -156,6 +145,8 @@ class TokenManager:
         """
         entry = self._entry
         if entry is not None and self._clock.monotonic() < entry.deadlines.stale_monotonic:
+            if self._outbox.undelivered is not None:  # on_token failed on this token
+                self._outbox.redeliver(entry.token, self._clock.monotonic())
             return entry.token
         return self._get_slow(entry)
 
@@ -185,31 +176,31 @@ class TokenManager:
         self._ahead_worker(seen)
 
     def _ahead_worker(self, seen: _Entry) -> None:
-        new: Optional[Token] = None
         try:
             if self._lock.acquire(blocking=False):  # else a blocking renewal is under way
                 try:
                     if self._entry is seen and self._due(self._clock.monotonic()):
                         # failures are logged and backed off; the current token is still valid
                         with contextlib.suppress(TokenAuthError):
-                            token, is_new = self._obtain(seen, "ahead", _stale)
-                            new = token if is_new else None
+                            self._obtain(seen, "ahead", _stale)
                 finally:
                     self._lock.release()
         finally:
             self._ahead.release()
-        if new is not None:
-            self._notify(new)
+            self._outbox.flush()
 
     def wait_for_refresh(self, timeout: float = 10.0) -> bool:
-        """Wait until no refresh ahead of expiry is in flight (for tests and shutdown).
+        """Wait until no refresh ahead of expiry is in flight and every token and event
+        obtained so far has been handed to ``on_token``/``on_event`` (for tests and
+        shutdown; it also runs at interpreter exit). Do not call it from those callbacks.
 
         :returns: ``False`` if one was still running after ``timeout`` seconds.
         """
+        deadline = time.monotonic() + timeout  # real time even under a FakeClock: a wait
         if not self._ahead.acquire(timeout=timeout):
             return False
         self._ahead.release()
-        return True
+        return self._outbox.wait_idle(max(deadline - time.monotonic(), 0.0))
 
     def _renew(self, needed: Needed, cause: str) -> Token:
         """Blocking renewal: lock, re-check with ``needed``, obtain once, publish."""
@@ -225,11 +216,10 @@ class TokenManager:
             failure = self._failure
             if failure is not None and now < failure.next_attempt_monotonic:
                 raise failure.error_for_caller(now) from failure.error
-            token, is_new = self._obtain(entry, cause, needed)
+            token, _ = self._obtain(entry, cause, needed)
         finally:
             self._lock.release()
-        if is_new:
-            self._notify(token)
+            self._outbox.flush()  # on_token and on_event, in order, with no lock held
         return token
 
     def _due(self, now: float) -> bool:
@@ -243,58 +233,37 @@ class TokenManager:
         if store is None:
             return self._fetch(entry, cause), True
         try:
-            with store.lock(self._key):
-                stored = self._stored_entry(store)
-                if stored is not None and not needed(stored, self._clock.monotonic()):
-                    self._failure = None  # the store works again: a failure streak ended
-                    self._entry = stored
-                    self._event("token_loaded", cause, token=stored.token)
-                    return stored.token, False
-                token = self._fetch(_newer(stored, entry), cause)
-                try:
-                    store.save(self._key, token.to_dict())
-                except TokenStoreError as exc:
-                    log.error("token store could not save the new token: %s", exc)
-                return token, True
+            adopted, token = store.renew(
+                entry,
+                needed,
+                lambda base: self._fetch(base, cause),
+                self._make_entry,
+                self._token_from_dict,
+                self._clock.monotonic,
+            )
         except TokenStoreError as exc:
             wait = self._record_failure(exc)
             log.warning("token store unavailable: %s; next attempt in %.2fs", exc, wait)
             raise
-
-    def _stored_entry(self, store: TokenStore) -> Optional[_Entry]:
-        """The store's token (seeding it with ``token=`` when empty); ``None`` if it has none
-        or what it has cannot be read (a good token will replace it)."""
-        try:
-            data = store.load(self._key)
-        except TokenStoreError as exc:
-            log.warning("token store could not load: %s; a new token will replace it", exc)
-            data = None
-        if data is None:
-            seed, self._seed = self._seed, None
-            if seed is None:
-                return None
-            with contextlib.suppress(TokenStoreError):
-                store.save(self._key, seed.to_dict())
-            return self._make_entry(seed, "given")
-        self._seed = None
-        try:
-            token = self._token_from_dict(data)
-        except TokenFormatError as exc:
-            log.warning("token store holds an unusable token (%s); replacing it", exc)
-            return None
-        return self._make_entry(token, "stored")
+        if adopted is not None:
+            self._failure = None  # the store works again: a failure streak ended
+            self._entry = adopted
+            self._outbox.event("token_loaded", cause, token=adopted.token)
+            return adopted.token, False
+        assert token is not None
+        return token, True
 
     def _fetch(self, entry: Optional[_Entry], cause: str) -> Token:
         """One token request; the caller holds the lock. Publishes or records the failure."""
         current = entry.token if entry is not None else None
         attempt = self._failure.count + 1 if self._failure is not None else 1
-        self._event("refresh_started", cause, attempt=attempt)
+        self._outbox.event("refresh_started", cause, attempt=attempt)
         started = self._clock.monotonic()
         try:
             token = self.grant.fetch(current, self._clock)
         except TokenRefreshError as exc:
             wait = self._record_failure(exc)
-            self._event(
+            self._outbox.event(
                 "refresh_failed",
                 cause,
                 attempt=attempt,
@@ -306,7 +275,8 @@ class TokenManager:
             raise
         self._failure = None
         self._entry = self._make_entry(token, cause)
-        self._event(
+        self._outbox.token(token, cause)  # queued under the lock: the order obtained
+        self._outbox.event(
             "refresh_succeeded",
             cause,
             attempt=attempt,
@@ -366,14 +336,19 @@ class TokenManager:
 
     def notify_retry(self, token: Token) -> None:
         """Report that a request is being retried with ``token`` after a 401."""
-        self._event("unauthorized_retry", "unauthorized", token=token)
+        self._outbox.event("unauthorized_retry", "unauthorized", token=token)
+        self._outbox.flush()
 
     def revoke(self) -> bool:
         """Revoke the current token at the grant's revocation endpoint (RFC 7009): its
         refresh token, or the access token when it has none; then forget it (the next call
         obtains a new one). Holds the lock, so no refresh races the revocation; the token is
-        forgotten even if the revocation request fails, and removed from a shared store (under
-        the store's lock) so that no sharer keeps using it.
+        forgotten even if the revocation request fails.
+
+        With a shared store, the revocation happens under the store's lock and revokes the
+        newest of the stored token and this manager's (another process may have rotated the
+        refresh token since this one last looked), then removes it from the store, so that
+        no sharer keeps using it and no live refresh token is left behind.
 
         :returns: whether there was a token to revoke.
         :raises ConfigurationError: the grant knows no revocation endpoint.
@@ -385,24 +360,28 @@ class TokenManager:
                 f"gave up after {self._lock_timeout:g}s waiting for another thread's token request"
             )
         try:
-            entry = self._entry
+            if self._store is None:
+                return self._revoke(self._entry)
+            with self._store.newest_for_revocation(
+                self._entry, self._make_entry, self._token_from_dict
+            ) as newest:
+                return self._revoke(newest)
+        finally:
+            self._lock.release()
+
+    def _revoke(self, entry: Optional[_Entry]) -> bool:
+        try:
             if entry is None:
                 return False
             token = entry.token
-            try:
-                if token.refresh_token:
-                    self.grant.revoke(token.refresh_token, "refresh_token", self._clock)
-                else:
-                    self.grant.revoke(token.access_token, "access_token", self._clock)
-            finally:
-                self._entry = None
-                self._failure = None
-                if self._store is not None:
-                    with self._store.lock(self._key):
-                        self._store.delete(self._key)
+            if token.refresh_token:
+                self.grant.revoke(token.refresh_token, "refresh_token", self._clock)
+            else:
+                self.grant.revoke(token.access_token, "access_token", self._clock)
             return True
         finally:
-            self._lock.release()
+            self._entry = None
+            self._failure = None
 
     def forget(self) -> None:
         """Drop the current token (and any remembered failure); the next call obtains one."""
@@ -423,84 +402,3 @@ class TokenManager:
             return self._token_from_dict(data)
         except TokenFormatError as exc:
             raise ConfigurationError(f"the saved token is not usable: {exc}") from None
-
-    def _event(
-        self,
-        kind: str,
-        cause: str,
-        *,
-        attempt: int = 1,
-        duration_seconds: Optional[float] = None,
-        error: Optional[str] = None,
-        retryable: Optional[bool] = None,
-        next_attempt_in_seconds: Optional[float] = None,
-        token: Optional[Token] = None,
-    ) -> None:
-        event = TokenEvent(
-            kind=kind,
-            grant_type=self.grant.grant_type,
-            cause=cause,
-            attempt=attempt,
-            duration_seconds=duration_seconds,
-            error=error,
-            retryable=retryable,
-            next_attempt_in_seconds=next_attempt_in_seconds,
-            fingerprint=token.fingerprint if token is not None else None,
-        )
-        emit(event, self._on_event)
-
-    def _notify(self, token: Token) -> None:
-        if self._on_token is None:
-            return
-        try:
-            self._on_token(token.to_dict())
-        except Exception as exc:  # the token is in use; a failing save must not fail the call
-            log.error(
-                "on_token callback raised %s; the new token is in use but was not saved",
-                type(exc).__name__,
-            )
-
-    # -- pickling and fork --------------------------------------------------------------------
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        for name in ("_lock", "_ahead"):
-            del state[name]
-        # tokens are not pickled: a pickle is not a secure store
-        state.update(_entry=None, _failure=None, _seed=None)
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._after_fork_in_child()
-        _live_managers.add(self)
-
-    def _after_fork_in_child(self) -> None:
-        # The parent may have forked while another thread held a lock mid-refresh: that
-        # thread does not exist here, so the child starts with fresh locks.
-        self._lock = threading.RLock()
-        self._ahead = threading.Lock()
-
-
-def _is(token: Token, other: Token) -> bool:
-    """Same token? Tokens loaded from a store are new objects, so compare the value."""
-    return token is other or token.access_token == other.access_token
-
-
-def _newer(a: Optional[_Entry], b: Optional[_Entry]) -> Optional[_Entry]:
-    """The entry obtained later (it holds the newest, possibly rotated, refresh token)."""
-    if a is None or b is None:
-        return a or b
-    return a if a.token.obtained_monotonic >= b.token.obtained_monotonic else b
-
-
-_live_managers: weakref.WeakSet[TokenManager] = weakref.WeakSet()
-
-
-def _reinit_after_fork() -> None:
-    for manager in list(_live_managers):
-        manager._after_fork_in_child()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reinit_after_fork)
