@@ -159,10 +159,13 @@ class TokenAuth(AuthBase):
 
     :param grant: how tokens are obtained, e.g. :class:`ClientCredentials`.
     :param token: a token dict saved earlier (requests-oauthlib / Authlib shape).
-    :param on_token: called once per newly obtained token with its dict; use it to persist
-        rotated refresh tokens. Runs on the thread that obtained the token.
+    :param on_token: called with the dict of each newly obtained token, in the order the
+        tokens were obtained, never concurrently and with no lock held; use it to persist
+        rotated refresh tokens. If it raises, the token is handed to it again later while
+        it is still the current one (see :class:`TokenManager`).
     :param on_event: called with each :class:`TokenEvent` (refresh started / succeeded /
-        failed, token loaded from the store, 401 retry); never given a secret.
+        failed, token loaded from the store, 401 retry, ``on_token`` failed / retried), in
+        order, with no lock held; never given a secret.
     :param store: a :class:`TokenStore` shared with other processes or hosts; with it,
         ``token=`` only seeds an empty store.
     :param store_key: the key in the store (default: derived from the grant).

@@ -64,9 +64,22 @@ class TokenManager(ForkSafe):
     :param grant: how tokens are obtained.
     :param token: a token dict saved earlier (requests-oauthlib / Authlib shape). With a
         store, it only seeds a store that holds no token for this key yet.
-    :param on_token: called once per newly obtained token with its dict (after the lock is
-        released); how rotated refresh tokens get persisted.
-    :param on_event: called with each :class:`TokenEvent` (also logged as structured records).
+    :param on_token: called with the dict of each newly obtained token; how rotated
+        refresh tokens get persisted. Guarantees: calls come in the order the tokens were
+        obtained and never overlap, so the last call is always the newest token; they run
+        after every lock (the manager's and the store's) is released, on the thread that
+        obtained the token or, if another thread is still inside an earlier call, on that
+        thread right after it (no thread waits for another's callback). If it raises, the
+        failure is logged with a ``delivery_failed`` event and the token is handed to it
+        again on a later :meth:`get_token` (after 1 s, then 2, 4... at most a minute apart)
+        for as long as it is the current token; ``token_redelivered`` reports success.
+        :meth:`wait_for_refresh` returns only once every call due has returned, and at
+        interpreter exit the library waits up to 10 s in total for refreshes ahead and
+        calls still under way.
+    :param on_event: called with each :class:`TokenEvent` (also logged, as it happens, as
+        structured records). Same order and thread as ``on_token``, with no lock held, so
+        it may call :meth:`get_token` or make a request; events of one renewal therefore
+        arrive once it is over (``refresh_started`` together with its outcome).
     :param store: a :class:`TokenStore` shared with other managers, processes or hosts.
     :param store_key: the key in the store; derived from the grant when omitted.
     :param clock: time source (:class:`~requests_tokenauth.testing.FakeClock` in tests).
@@ -154,6 +167,8 @@ class TokenManager(ForkSafe):
         now = self._clock.monotonic()
         if seen is not None and now < seen.deadlines.expired_monotonic:
             self._refresh_ahead(seen, now)
+            if self._outbox.undelivered is not None:  # refreshing may keep failing
+                self._outbox.redeliver(seen.token, now)
             return seen.token  # still valid; the refresh publishes its token when done
         return self._renew(_expired, "expired" if seen else "missing")
 

@@ -18,6 +18,7 @@ import requests
 
 from requests_tokenauth import (
     ClientCredentials,
+    FileStore,
     MemoryStore,
     RefreshPolicy,
     RefreshToken,
@@ -200,9 +201,12 @@ def test_exit_wait_is_bounded_when_a_save_hangs(caplog: pytest.LogCaptureFixture
 # -- 9. callbacks run with no lock held ----------------------------------------------------
 
 
+@pytest.mark.parametrize("store", [None, "file"])
 def test_a_callback_that_makes_a_request_on_refresh_started_costs_one_token_request(
-    auth_server: AuthServer, fake_clock: FakeClock
+    auth_server: AuthServer, fake_clock: FakeClock, tmp_path: Path, store: Optional[str]
 ) -> None:
+    # with a FileStore, a callback under the manager's lock also waited for the store's
+    # file lock (held by its own thread) until the lock timeout, at every level
     auth_server.token_lifetime_seconds = 100
     statuses: list[int] = []
     session = requests.Session()
@@ -217,6 +221,7 @@ def test_a_callback_that_makes_a_request_on_refresh_started_costs_one_token_requ
         clock=fake_clock,
         policy=EXACT,
         on_event=on_event,
+        store=FileStore(tmp_path, lock_timeout_seconds=5) if store else None,
     )
     session = session_for(auth)
     assert session.get(auth_server.resource_url).status_code == 200  # no token yet: one renewal
