@@ -3,10 +3,12 @@ the manager, the store renewal and the 401 replacement share."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
-from ._policy import Deadlines
+from ._clock import Clock
+from ._policy import Deadlines, RefreshPolicy, deadlines
 from ._token import Token
 
 
@@ -19,6 +21,19 @@ class Entry:
     token: Token
     deadlines: Deadlines
     cause: str  # "given", "stored", "missing", "expired", "ahead" or "unauthorized"
+
+
+def make_entry(token: Token, cause: str, policy: RefreshPolicy, draw: float) -> Entry:
+    """``token`` with its deadlines under ``policy`` (``draw`` in [0, 1) sets the jitter)."""
+    return Entry(token, deadlines(token, policy, draw), cause)
+
+
+def token_from_dict(data: Mapping[str, Any], clock: Clock) -> Token:
+    """A saved token dict, its lifetime placed on ``clock``.
+
+    :raises TokenFormatError: the dict is not a usable token.
+    """
+    return Token.from_dict(data, now_monotonic=clock.monotonic(), now=clock.time())
 
 
 #: Whether an entry (or none) at a monotonic instant must be renewed.
@@ -43,11 +58,3 @@ def newer(a: Optional[Entry], b: Optional[Entry]) -> Optional[Entry]:
     if a is None or b is None:
         return a or b
     return a if a.token.obtained_monotonic >= b.token.obtained_monotonic else b
-
-
-def is_older(a: Entry, b: Optional[Entry]) -> bool:
-    """Whether ``a`` was obtained strictly before ``b`` (and is not the same token): adopting
-    it would bring back a refresh token that ``b``'s renewal may already have spent."""
-    if b is None or same_token(a.token, b.token):
-        return False
-    return a.token.obtained_monotonic < b.token.obtained_monotonic

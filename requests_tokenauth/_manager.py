@@ -13,7 +13,7 @@ from typing import Any, Callable, Optional
 from ._clock import SYSTEM_CLOCK, Clock
 from ._delivery import Outbox, TokenCallback, flush_at_exit
 from ._entry import Entry as _Entry
-from ._entry import Needed
+from ._entry import Needed, make_entry, token_from_dict
 from ._entry import expired as _expired
 from ._entry import same_token as _is
 from ._entry import stale as _stale
@@ -28,7 +28,7 @@ from ._events import EventCallback
 from ._failures import Failure
 from ._forksafe import ForkSafe, lock, rlock
 from ._grants import Grant
-from ._policy import DEFAULT_POLICY, RefreshPolicy, deadlines
+from ._policy import DEFAULT_POLICY, RefreshPolicy
 from ._store_renewal import StoreSlot
 from ._stores import TokenStore
 from ._stores import store_key as derive_store_key
@@ -64,22 +64,16 @@ class TokenManager(ForkSafe):
     :param grant: how tokens are obtained.
     :param token: a token dict saved earlier (requests-oauthlib / Authlib shape). With a
         store, it only seeds a store that holds no token for this key yet.
-    :param on_token: called with the dict of each newly obtained token; how rotated
-        refresh tokens get persisted. Guarantees: calls come in the order the tokens were
-        obtained and never overlap, so the last call is always the newest token; they run
-        after every lock (the manager's and the store's) is released, on the thread that
-        obtained the token or, if another thread is still inside an earlier call, on that
-        thread right after it (no thread waits for another's callback). If it raises, the
-        failure is logged with a ``delivery_failed`` event and the token is handed to it
-        again on a later :meth:`get_token` (after 1 s, then 2, 4... at most a minute apart)
-        for as long as it is the current token; ``token_redelivered`` reports success.
-        :meth:`wait_for_refresh` returns only once every call due has returned, and at
-        interpreter exit the library waits up to 10 s in total for refreshes ahead and
-        calls still under way.
-    :param on_event: called with each :class:`TokenEvent` (also logged, as it happens, as
-        structured records). Same order and thread as ``on_token``, with no lock held, so
-        it may call :meth:`get_token` or make a request; events of one renewal therefore
-        arrive once it is over (``refresh_started`` together with its outcome).
+    :param on_token: called with the dict of each newly obtained token (how rotated refresh
+        tokens get persisted): in the order obtained, never overlapping, with no lock held;
+        on the obtaining thread, or on a thread still inside an earlier call, right after
+        it. If it raises (``delivery_failed`` event), the token is handed to it again on a
+        later :meth:`get_token`, 1 s, 2 s, 4 s... (at most 60 s) apart, while it is current
+        (``token_redelivered``). :meth:`wait_for_refresh` covers these calls; at
+        interpreter exit the library waits up to 10 s in total for them.
+    :param on_event: called with each :class:`TokenEvent` (logged as it happens), in order,
+        as ``on_token`` is: after the locks are released, so it may call :meth:`get_token`;
+        a renewal's events therefore arrive once it is over.
     :param store: a :class:`TokenStore` shared with other managers, processes or hosts.
     :param store_key: the key in the store; derived from the grant when omitted.
     :param clock: time source (:class:`~requests_tokenauth.testing.FakeClock` in tests).
@@ -124,7 +118,9 @@ class TokenManager(ForkSafe):
         self._key = store_key or (derive_store_key(grant) if store is not None else "")
         loaded = self._load(token) if token is not None else None
         if store is not None:
-            self._store = StoreSlot(store, self._key, loaded)  # the store's token, if any, wins
+            self._store = StoreSlot(  # the store's token, if it has one, wins over ``token=``
+                store, self._key, loaded, clock=clock, policy=policy, random=random
+            )
         elif loaded is not None:
             self._entry = self._make_entry(loaded, "given")
         self._track()
@@ -231,7 +227,7 @@ class TokenManager(ForkSafe):
             failure = self._failure
             if failure is not None and now < failure.next_attempt_monotonic:
                 raise failure.error_for_caller(now) from failure.error
-            token, _ = self._obtain(entry, cause, needed)
+            token = self._obtain(entry, cause, needed)
         finally:
             self._lock.release()
             self._outbox.flush()  # on_token and on_event, in order, with no lock held
@@ -241,21 +237,14 @@ class TokenManager(ForkSafe):
         failure = self._failure
         return failure is None or now >= failure.next_attempt_monotonic
 
-    def _obtain(self, entry: Optional[_Entry], cause: str, needed: Needed) -> tuple[Token, bool]:
+    def _obtain(self, entry: Optional[_Entry], cause: str, needed: Needed) -> Token:
         """A token for ``cause``; the caller holds the lock. With a store: its lock, reload,
-        request only if the stored token is ``needed`` too, save. Returns (token, is new)."""
+        request only if the stored token is ``needed`` too, save."""
         store = self._store
         if store is None:
-            return self._fetch(entry, cause), True
+            return self._fetch(entry, cause)
         try:
-            adopted, token = store.renew(
-                entry,
-                needed,
-                lambda base: self._fetch(base, cause),
-                self._make_entry,
-                self._token_from_dict,
-                self._clock.monotonic,
-            )
+            adopted, token = store.renew(entry, needed, lambda base: self._fetch(base, cause))
         except TokenStoreError as exc:
             wait = self._record_failure(exc)
             log.warning("token store unavailable: %s; next attempt in %.2fs", exc, wait)
@@ -264,9 +253,9 @@ class TokenManager(ForkSafe):
             self._failure = None  # the store works again: a failure streak ended
             self._entry = adopted
             self._outbox.event("token_loaded", cause, token=adopted.token)
-            return adopted.token, False
+            return adopted.token
         assert token is not None
-        return token, True
+        return token
 
     def _fetch(self, entry: Optional[_Entry], cause: str) -> Token:
         """One token request; the caller holds the lock. Publishes or records the failure."""
@@ -377,9 +366,7 @@ class TokenManager(ForkSafe):
         try:
             if self._store is None:
                 return self._revoke(self._entry)
-            with self._store.newest_for_revocation(
-                self._entry, self._make_entry, self._token_from_dict
-            ) as newest:
+            with self._store.newest_for_revocation(self._entry) as newest:
                 return self._revoke(newest)
         finally:
             self._lock.release()
@@ -407,13 +394,10 @@ class TokenManager(ForkSafe):
     # -- helpers ----------------------------------------------------------------------------
 
     def _make_entry(self, token: Token, cause: str) -> _Entry:
-        return _Entry(token, deadlines(token, self._policy, self._random()), cause)
-
-    def _token_from_dict(self, data: Mapping[str, Any]) -> Token:
-        return Token.from_dict(data, now_monotonic=self._clock.monotonic(), now=self._clock.time())
+        return make_entry(token, cause, self._policy, self._random())
 
     def _load(self, data: Mapping[str, Any]) -> Token:
         try:
-            return self._token_from_dict(data)
+            return token_from_dict(data, self._clock)
         except TokenFormatError as exc:
             raise ConfigurationError(f"the saved token is not usable: {exc}") from None

@@ -290,6 +290,21 @@ def test_a_401_after_a_failed_store_save_does_not_go_back_to_the_older_stored_to
     assert server.token_errors == {}
 
 
+def test_two_failed_saves_in_a_row_still_renew_from_the_token_in_memory() -> None:
+    clock, grant, store = FakeClock(), ScriptedGrant(), FlakyStore()
+    manager = make(grant, clock, store=store)
+    current = manager.get_token()  # token-1, saved
+    store.fail_saves = 2
+    for _ in range(3):  # 401s (each after the cooldown): token-2 and -3 unsaved, -4 saved
+        clock.advance(30)
+        new = manager.replace(current)
+        assert new is not None
+        current = new
+    assert grant.refreshed_from == [None, "token-1", "token-2", "token-3"]
+    stored = store.load(manager._key)
+    assert stored is not None and stored["access_token"] == "token-4"
+
+
 # -- 4. revoke() with a shared store -------------------------------------------------------
 
 
