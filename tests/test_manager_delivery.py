@@ -7,6 +7,7 @@ Deterministic: FakeClock, events as gates, exact counts, a timeout on every wait
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 import threading
@@ -175,6 +176,13 @@ def test_exit_waits_for_a_refresh_ahead_to_save_its_token() -> None:
     done = run_exit_scenario("exit_during_refresh_ahead")
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.splitlines() == ["saved token-1", "saved token-2"]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_child_forked_during_an_on_token_call_delivers_its_own_tokens() -> None:
+    done = run_exit_scenario("fork_during_on_token")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == ["child exit 0"]
 
 
 def test_exit_wait_is_bounded_when_a_save_hangs(caplog: pytest.LogCaptureFixture) -> None:
