@@ -199,13 +199,27 @@ def redact_body(
         text = json.dumps(_redact(data), sort_keys=True)
     elif "=" in text and not text.lstrip().startswith(("{", "[", "<")):
         pairs = urllib.parse.parse_qsl(text, keep_blank_values=True)
-        if pairs:
+        if pairs:  # a value may itself be JSON or text naming a secret field
             text = urllib.parse.urlencode(
-                [(k, _REDACTED if k.lower() in _SECRET_FIELDS else v) for k, v in pairs]
+                [
+                    (k, _REDACTED if k.lower() in _SECRET_FIELDS else _redact_text(v))
+                    for k, v in pairs
+                ]
             )
     text = _SECRET_IN_TEXT.sub(lambda m: m.group(1) + _REDACTED, text)
     text = scrub(text, secrets)
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _redact_text(text: str) -> str:
+    """A form value with secrets redacted: as JSON when it parses, else by field name."""
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        data = None
+    if isinstance(data, (dict, list)):
+        return json.dumps(_redact(data), sort_keys=True)
+    return _SECRET_IN_TEXT.sub(lambda m: m.group(1) + _REDACTED, text)
 
 
 def _redact(data: object, depth: int = 0) -> object:

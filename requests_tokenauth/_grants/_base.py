@@ -408,4 +408,3 @@ class Grant:
             dpop=self._dpop is not None,
             sent_secrets=secrets,
         )
-
