@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 import requests
@@ -26,6 +26,7 @@ from requests_tokenauth import (
     TokenEndpointError,
     TokenRefreshError,
 )
+from requests_tokenauth._clock import SYSTEM_CLOCK
 from requests_tokenauth._errors import redact_body
 from requests_tokenauth._policy import (
     DEFAULT_POLICY,
@@ -88,6 +89,23 @@ def test_a_dripping_token_response_ends_at_the_total_deadline(
     assert type(exc).__name__ == "RequestDeadlineError"
     assert isinstance(exc, TokenEndpointError) and exc.retryable
     assert "deadline" in str(exc) and "svc-secret" not in str(exc)
+
+
+def test_dripping_headers_end_at_the_deadline_too(
+    auth_server_factory: Callable[..., AuthServer],
+) -> None:
+    # socket timeouts count per receive: without the private session's guard, headers
+    # dripped every 50 ms would hold the request for the whole ~100 bytes of them
+    server = auth_server_factory(clock=SYSTEM_CLOCK)
+    server.drip_seconds = 0.05
+    server.set_token_fault("drip")
+    grant = grant_for(server, max_request_seconds=0.3)
+    with pytest.raises(TokenEndpointError) as caught:
+        grant.fetch(None, SYSTEM_CLOCK)
+    assert type(caught.value).__name__ == "RequestDeadlineError"
+    assert caught.value.status_code is None  # given up before the status line was complete
+    server.clear_token_fault()
+    assert grant.fetch(None, SYSTEM_CLOCK).token_type == "Bearer"  # the session recovers
 
 
 def test_the_deadline_is_a_read_only_attribute_of_the_grant(auth_server: AuthServer) -> None:

@@ -22,6 +22,7 @@ from .._errors import (
     ResponseTooLargeError,
     TokenEndpointError,
 )
+from ._watchdog import private_session, watching
 
 #: A token request (every attempt, the whole answer read) gives up after this many seconds:
 #: the default connect and read timeouts added up, so a lease or a lock sized from it
@@ -49,7 +50,9 @@ class Transport:
     :param session: the caller's :class:`requests.Session`, or ``None`` for a private one,
         created on first use and dropped (not closed) in a forked child: sharing the
         parent's keep-alive socket, each process would read the other's answers. A session
-        passed in is the caller's to manage across ``fork()``.
+        passed in is the caller's to manage across ``fork()``; over it, the deadline bounds
+        the body but a server dripping its status line and headers is bounded only by the
+        read timeout per receive (the private session bounds those too).
     :param timeout: seconds (or ``(connect, read)``) to wait for a connection or for the
         next bytes of an answer.
     :param max_request_seconds: the total deadline of one request, answer read in full.
@@ -85,7 +88,7 @@ class Transport:
         if self._given is not None:
             return self._given
         if self._own is None:
-            self._own = requests.Session()
+            self._own = private_session()
         return self._own
 
     def post(
@@ -165,17 +168,23 @@ def post_bounded(
     remaining = _remaining(clock, deadline_monotonic, url, what)
     connect, read = timeout if isinstance(timeout, tuple) else (timeout, timeout)
     try:
-        response = session.post(
-            url,
-            data=body,
-            # identity: a compressed answer could inflate far past the cap in one read
-            headers={**headers, "Accept-Encoding": "identity"},
-            auth=auth,
-            timeout=(min(connect, remaining), min(read, remaining)),
-            allow_redirects=False,
-            stream=True,
-        )
+        with watching(remaining) as watch:  # the headers, over the private session
+            response = session.post(
+                url,
+                data=body,
+                # identity: a compressed answer could inflate far past the cap in one read
+                headers={**headers, "Accept-Encoding": "identity"},
+                auth=auth,
+                timeout=(min(connect, remaining), min(read, remaining)),
+                allow_redirects=False,
+                stream=True,
+            )
     except requests.exceptions.RequestException as exc:
+        if watch.fired:
+            raise RequestDeadlineError(
+                f"{what} to {url} gave up: no complete answer within its total deadline "
+                "(max_request_seconds)"
+            ) from exc
         raise TokenEndpointError(f"{what} to {url} failed: {type(exc).__name__}") from exc
     try:
         # requests' own idiom for a body read in full (what ``.content`` does)

@@ -30,10 +30,10 @@ class HostileKnobs:
     Plain attributes, changeable at any time:
 
     ``drip_seconds``
-        for the ``"drip"`` fault: the token response's body goes out one byte per this many
-        seconds. On a clock with ``advance()`` (a :class:`FakeClock`) the server advances
-        the clock by that much per byte instead of sleeping, so a test sees a deadline pass
-        at once and deterministically.
+        for the ``"drip"`` fault: the token response (status line, headers and body) goes
+        out one byte per this many seconds. On a clock with ``advance()`` (a
+        :class:`FakeClock`) the server advances the clock by that much per byte instead of
+        sleeping, so a test sees a deadline pass at once and deterministically.
     ``huge_body_bytes``
         for the ``"huge_body"`` fault: the token response gets a ``padding`` field this
         long (default 2 MiB), with a ``Content-Length``.
@@ -97,6 +97,13 @@ def send_hostile(handler: Handler, kind: str, status: int, text: str) -> None:
         token["padding"] = "x" * srv.huge_body_bytes
         text = json.dumps(token)
     body = text.encode()
+    if kind == "drip":
+        head = (
+            f"HTTP/1.1 {status} OK\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        _drip(handler, head.encode() + body)
+        return
     handler.send_response(status)
     handler.send_header("Content-Type", "application/json")
     if kind == "endless_body":
@@ -107,14 +114,17 @@ def send_hostile(handler: Handler, kind: str, status: int, text: str) -> None:
         return
     handler.send_header("Content-Length", str(len(body)))
     handler.end_headers()
-    if kind != "drip":
-        handler.wfile.write(body)
-        return
+    handler.wfile.write(body)
+
+
+def _drip(handler: Handler, data: bytes) -> None:
+    """Send ``data`` (status line, headers and body) one byte per ``drip_seconds``."""
+    srv = handler._srv
     advance = getattr(srv.clock, "advance", None)
-    for i in range(len(body)):
+    for i in range(len(data)):
         if srv._closing.is_set():
             return
-        handler.wfile.write(body[i : i + 1])
+        handler.wfile.write(data[i : i + 1])
         if advance is not None:
             advance(srv.drip_seconds)
         else:
