@@ -243,6 +243,12 @@ def test_huge_lifetimes_are_a_typed_error(
     exc = fetch_error(auth_server, fake_clock)
     assert isinstance(exc, MalformedTokenResponseError)
     assert "expires_in" in str(exc)
+    auth_server.reset_counters()
+    auth = TokenAuth(grant_for(auth_server), clock=fake_clock)
+    for _ in range(3):
+        with pytest.raises(MalformedTokenResponseError):
+            auth.get_token()
+    assert auth_server.token_requests == 1  # remembered with a backoff, not retried per call
 
 
 def test_a_huge_refresh_in_hint_is_no_error() -> None:
