@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import enum
 import math
-import re
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Optional
@@ -111,6 +110,10 @@ class RefreshPolicy(FrozenSlots):
 
 DEFAULT_POLICY = RefreshPolicy()
 
+#: A server's ``refresh_in`` hint never brings the refresh ahead earlier than this many
+#: seconds (or half the lifetime, if less) after the token was obtained.
+REFRESH_IN_FLOOR_SECONDS = 60.0
+
 
 @dataclass(frozen=True)
 class Deadlines(FrozenSlots):
@@ -136,8 +139,10 @@ def deadlines(token: Token, policy: RefreshPolicy, draw: float) -> Deadlines:
     The refresh margin is ``refresh_fraction`` of the lifetime, capped at
     ``refresh_margin_max_seconds`` and never more than half the lifetime (a fixed 60 s
     leeway breaks 59 s tokens); ``draw`` in [0, 1) shortens it by up to the jitter
-    fraction. A server's ``refresh_in`` hint (seconds) moves the stale instant earlier.
-    A token without a lifetime never turns stale or expires by time.
+    fraction. A server's ``refresh_in`` hint (seconds) moves the stale instant earlier,
+    but never before ``min(60 s, half the lifetime)``: ``refresh_in: 0`` would make every
+    request start a refresh. A token without a lifetime never turns stale or expires by
+    time.
     """
     lifetime = token.expires_in_seconds
     if lifetime is None:
@@ -149,7 +154,9 @@ def deadlines(token: Token, policy: RefreshPolicy, draw: float) -> Deadlines:
     stale = expired - margin
     hint = token.extra.get("refresh_in")
     if isinstance(hint, (int, float)) and not isinstance(hint, bool) and hint >= 0:
-        stale = min(stale, token.obtained_monotonic + float(hint))
+        floor = min(REFRESH_IN_FLOOR_SECONDS, lifetime / 2)
+        hint_seconds = float(hint) if hint < 1e300 else math.inf  # an int may not fit
+        stale = min(stale, token.obtained_monotonic + max(hint_seconds, floor))
     return Deadlines(stale, expired)
 
 
@@ -185,31 +192,87 @@ def parse_retry_after(value: Optional[str], now: float) -> Optional[float]:
     :param now: wall-clock epoch seconds, for the HTTP-date form.
     :returns: ``None`` when the header is missing or unreadable.
     """
-    if not value:
+    if not value or len(value) > _MAX_HEADER_CHARS:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    # ASCII digits only (RFC 9110 section 10.2.3): str.isdigit() also accepts "²", which
+    # float() then refuses
+    if value.isascii() and value.isdigit():
+        return float(value)  # a huge number is inf; the backoff caps it
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+        if when is None or when.tzinfo is None:
+            return None
+        return max(0.0, when.timestamp() - now)
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    if when is None or when.tzinfo is None:
-        return None
-    return max(0.0, when.timestamp() - now)
 
 
-_AUTH_PARAM = re.compile(r'([A-Za-z0-9_-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
+#: Headers longer than this are not parsed: a challenge or a Retry-After is a few dozen
+#: characters, and a hostile server's 60 KB header must cost nothing.
+_MAX_HEADER_CHARS = 4096
+
+#: RFC 9110 ``token`` characters as the challenge parser reads parameter names.
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 
 
 def challenge_error(www_authenticate: Optional[str]) -> Optional[str]:
-    """The ``error`` parameter of a Bearer (or DPoP) challenge (RFC 6750 §3), if any."""
+    """The ``error`` parameter of a Bearer (or DPoP) challenge (RFC 6750 §3), if any.
+
+    One pass over at most the first 4096 characters, so the work is linear and bounded
+    whatever the server sends.
+    """
     if not www_authenticate:
         return None
-    for match in _AUTH_PARAM.finditer(www_authenticate):
-        if match.group(1).lower() == "error":
-            return match.group(2) if match.group(2) is not None else match.group(3)
+    for name, value in _auth_params(www_authenticate[:_MAX_HEADER_CHARS]):
+        if name.lower() == "error":
+            return value
     return None
+
+
+def _auth_params(header: str) -> list[tuple[str, str]]:
+    """``name=value`` pairs of a ``WWW-Authenticate`` value (value unquoted), scanning
+    each character once: scheme names and token68 runs are skipped."""
+    params: list[tuple[str, str]] = []
+    i, n = 0, len(header)
+    while i < n:
+        start = i
+        while i < n and header[i] in _NAME_CHARS:
+            i += 1
+        if i == start:
+            i += 1  # a separator or a character no name holds
+            continue
+        name, j = header[start:i], i
+        while j < n and header[j] in " \t":
+            j += 1
+        if j == n or header[j] != "=":
+            continue
+        j += 1
+        while j < n and header[j] in " \t":
+            j += 1
+        if j < n and header[j] == '"':
+            value, i = _quoted(header, j + 1)
+        else:
+            i = j
+            while i < n and header[i] not in " \t,":
+                i += 1
+            value = header[j:i]
+        if value:
+            params.append((name, value))
+    return params
+
+
+def _quoted(header: str, i: int) -> tuple[str, int]:
+    """The quoted string starting at ``i`` (just past the opening quote), unescaped, and
+    the index past its closing quote (or the end, when it is not closed)."""
+    out: list[str] = []
+    n = len(header)
+    while i < n and header[i] != '"':
+        if header[i] == "\\" and i + 1 < n:
+            i += 1
+        out.append(header[i])
+        i += 1
+    return "".join(out), i + 1
 
 
 def should_retry_unauthorized(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -13,6 +14,20 @@ from typing import Any, Optional
 _KNOWN_FIELDS = frozenset(
     {"access_token", "token_type", "refresh_token", "scope", "expires_in", "expires_at"}
 )
+
+
+#: Lifetimes and expiry instants above this many seconds are refused: they could not be
+#: turned into a date, a Redis TTL in milliseconds or an int64 (year 5138 is far enough).
+MAX_SECONDS = 1e11
+
+#: Visible ASCII (RFC 5234 ``VCHAR``): what an access token may hold. Anything else (a space,
+#: a tab, NUL, a non-ASCII letter) would break or fold the header, or raise a
+#: ``UnicodeEncodeError`` holding the token on every request. This is wider than RFC 6750's
+#: ``b64token`` because real servers issue tokens such as ``app-id|secret``.
+_VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+")
+
+#: RFC 9110 section 5.6.2 ``token``: what an authentication scheme (``token_type``) may be.
+_HTTP_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 class FrozenSlots:
@@ -186,6 +201,10 @@ def _access_token(value: object) -> str:
         raise TokenFormatError("the token response has no access_token")
     if any(c in value for c in "\r\n"):
         raise TokenFormatError("the access_token contains a line break")
+    if not _VISIBLE_ASCII.fullmatch(value):
+        raise TokenFormatError(
+            "the access_token has characters a header cannot carry (only visible ASCII)"
+        )
     return value
 
 
@@ -194,6 +213,8 @@ def _token_type(value: object) -> str:
         return "Bearer"  # RFC 6749 makes it required; servers that omit it mean Bearer
     if not isinstance(value, str) or not value:
         raise TokenFormatError("token_type must be a non-empty string")
+    if len(value) > 64 or not _HTTP_TOKEN.fullmatch(value):
+        raise TokenFormatError("token_type is not an HTTP authentication scheme name")
     # the scheme is case-insensitive (RFC 6750 section 4.2, RFC 9449 section 5)
     return {"bearer": "Bearer", "dpop": "DPoP"}.get(value.lower(), value)
 
@@ -216,9 +237,15 @@ def _number(value: object, name: str) -> Optional[float]:
             value = float(value)
         except ValueError:
             raise TokenFormatError(f"{name} must be a number") from None
-    if not isinstance(value, (int, float)) or not math.isfinite(value):
+    if not isinstance(value, (int, float)):
         raise TokenFormatError(f"{name} must be a finite number")
-    return float(value)
+    try:
+        seconds = float(value)  # an int past 1e308 raises OverflowError
+    except OverflowError:
+        seconds = math.inf
+    if not math.isfinite(seconds) or abs(seconds) > MAX_SECONDS:
+        raise TokenFormatError(f"{name} must be a finite number of at most {MAX_SECONDS:.0e}")
+    return seconds
 
 
 def _lifetime(value: object) -> Optional[float]:

@@ -120,5 +120,33 @@ def server() -> int:
         return code
 
 
+def keepalive() -> int:
+    """The grant's private session after fork: the child opens its own connection instead
+    of sharing the parent's keep-alive socket (where each would read the other's answers)."""
+    clock = FakeClock()
+    with AuthServer(clock=clock) as auth_server:
+        grant = ClientCredentials(
+            auth_server.token_url, client_id="svc", client_secret="svc-secret"
+        )
+        grant.fetch(None, clock)  # leaves a keep-alive connection in the grant's pool
+        pid = os.fork()
+        if pid == 0:
+            code = 80
+            try:
+                grant.fetch(None, clock)
+                code = 0
+            except BaseException:
+                code = 81
+            finally:
+                os._exit(code)
+        code = wait_child(pid)
+        if code:
+            return code
+        grant.fetch(None, clock)  # the parent still has its own connection
+        # parent's connection + the child's own one; the old code reused the parent's
+        return 0 if auth_server.connections_accepted == 2 else 30 + auth_server.connections_accepted
+
+
 if __name__ == "__main__":
-    sys.exit({"scripted": scripted, "server": server}[sys.argv[1]]())
+    scenarios = {"scripted": scripted, "server": server, "keepalive": keepalive}
+    sys.exit(scenarios[sys.argv[1]]())

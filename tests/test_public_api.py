@@ -37,6 +37,8 @@ def test_all_is_pinned() -> None:
         "RedisStore",
         "RefreshPolicy",
         "RefreshToken",
+        "RequestDeadlineError",
+        "ResponseTooLargeError",
         "StateMismatchError",
         "SystemClock",
         "Token",

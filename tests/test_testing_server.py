@@ -447,6 +447,7 @@ SHAPE_FAULTS = [
 
 def test_every_fault_kind_is_tested() -> None:
     tested = {"slow", "drop", "non_json", *STATUS_FAULTS}  # slow: test_latency_and_slow_...
+    tested |= {"drip", "huge_body", "endless_body", "raw"}  # tests/test_hostile_endpoints.py
     assert tested | {kind for kind, _ in ERROR_FAULTS + SHAPE_FAULTS} == TOKEN_FAULTS
 
 

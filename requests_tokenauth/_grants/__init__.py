@@ -4,7 +4,7 @@ with oauthlib into a :class:`~requests_tokenauth.Token`. Grants know nothing of 
 threads."""
 
 from ._authorization_code import AuthorizationCode, AuthorizationRequest
-from ._base import AUTH_METHODS, DEFAULT_TIMEOUT_SECONDS, Grant
+from ._base import AUTH_METHODS, Grant
 from ._client_auth import basic_credentials
 from ._client_credentials import ClientCredentials
 from ._device_code import DeviceAuthorization, DeviceCode
@@ -12,6 +12,7 @@ from ._jwt_bearer import JWTBearer
 from ._password import Password
 from ._refresh_token import RefreshToken
 from ._token_exchange import TokenExchange
+from ._transport import DEFAULT_TIMEOUT_SECONDS
 from ._urls import check_url, is_loopback
 
 __all__ = [

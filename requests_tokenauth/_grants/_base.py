@@ -12,21 +12,24 @@ import requests
 from oauthlib.oauth2 import Client
 
 from .._clock import Clock
-from .._errors import ConfigurationError, InvalidGrantError, TokenEndpointError
+from .._errors import ConfigurationError, InvalidGrantError, sent_secrets
 from .._token import Token
 from ._client_auth import ClientAssertion, ClientAuth, basic_credentials
 from ._jwt import Key
 from ._response import parse_token_response, raise_for_error
+from ._transport import (
+    DEFAULT_MAX_REQUEST_SECONDS,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_TIMEOUT_SECONDS,
+    Timeout,
+    Transport,
+)
 from ._urls import check_url
 
 if TYPE_CHECKING:
     from .._dpop import DPoPProofs
 
 log = logging.getLogger("requests_tokenauth")
-
-#: Token requests give up after this many seconds (connect, read): a dead endpoint must not
-#: hold every caller's thread.
-DEFAULT_TIMEOUT_SECONDS: tuple[float, float] = (5.0, 30.0)
 
 #: The client-authentication methods (RFC 7591 ``token_endpoint_auth_method``) supported here.
 AUTH_METHODS = (
@@ -43,7 +46,10 @@ _SECRET_METHODS = frozenset({"client_secret_basic", "client_secret_post", "clien
 
 G = TypeVar("G", bound="Grant")
 
-Timeout = Union[float, tuple[float, float]]
+_FORM_HEADERS = {
+    "Content-Type": "application/x-www-form-urlencoded;charset=UTF-8",
+    "Accept": "application/json",
+}
 
 
 class Grant:
@@ -74,7 +80,13 @@ class Grant:
         token request of this grant, refreshes included.
     :param session: a :class:`requests.Session` for token requests (proxies, TLS, mTLS).
         Its ``auth`` is never applied to token requests. Default: a private one.
-    :param timeout: seconds (or ``(connect, read)``) before a token request gives up.
+    :param timeout: seconds (or ``(connect, read)``) before a token request gives up
+        waiting to connect, or for the next bytes of the answer.
+    :param max_request_seconds: the total deadline of one token request: every attempt,
+        the whole answer read (default 35 s). A server that drips its answer gets a
+        :class:`RequestDeadlineError`. Read it back as :attr:`max_request_seconds`.
+    :param max_response_bytes: answers longer than this are refused with a
+        :class:`ResponseTooLargeError` (default 1 MiB).
     :param allow_insecure_http: accept a plain ``http`` token URL to a non-loopback host.
     """
 
@@ -94,6 +106,8 @@ class Grant:
         extra: Optional[Mapping[str, str]] = None,
         session: Optional[requests.Session] = None,
         timeout: Timeout = DEFAULT_TIMEOUT_SECONDS,
+        max_request_seconds: float = DEFAULT_MAX_REQUEST_SECONDS,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         allow_insecure_http: bool = False,
         client_key: Optional[Key] = None,
         client_key_id: Optional[str] = None,
@@ -156,20 +170,29 @@ class Grant:
         )
         self.auth_method = auth_method
         self.extra: dict[str, str] = dict(extra or {})
-        self.timeout = timeout
-        self._session = session
-        self._own_session: Optional[requests.Session] = None
+        self._transport = Transport(session, timeout, max_request_seconds, max_response_bytes)
+
+    @property
+    def timeout(self) -> Timeout:
+        """Seconds (or ``(connect, read)``) to wait for a connection or the next bytes."""
+        return self._transport.timeout
+
+    @property
+    def max_request_seconds(self) -> float:
+        """The total deadline of one token request, in seconds (read-only): how long a
+        lock or lease held around :meth:`fetch` must last, plus the time to save."""
+        return self._transport.max_request_seconds
+
+    @property
+    def max_response_bytes(self) -> int:
+        """The size cap of one answer of the authorization server, in bytes (read-only)."""
+        return self._transport.max_response_bytes
 
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}({self.token_url!r}, client_id={self.client_id!r}, "
             f"scope={self.scope!r}, auth_method={self.auth_method!r})"
         )
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_own_session"] = None  # a fresh connection pool in the new process
-        return state
 
     #: Set by :class:`TokenAuth` ``(dpop=...)``: token requests then carry DPoP proofs.
     _dpop: Optional[DPoPProofs] = None
@@ -296,26 +319,15 @@ class Grant:
     def _post_form(
         self, url: str, fields: list[tuple[str, str]], clock: Clock, what: str
     ) -> requests.Response:
-        """POST a client-authenticated form that is not a token request (the caller closes
-        the response).
+        """POST a client-authenticated form that is not a token request (the answer read
+        in full, as for token requests).
 
-        :raises TokenEndpointError: the request did not get an answer.
+        :raises TokenEndpointError: no complete answer within the bounds.
         """
         body = self._with_assertion(urllib.parse.urlencode(fields + self._client_fields()), clock)
-        try:
-            return self._http().post(
-                url,
-                data=body.encode("utf-8"),
-                headers={
-                    "Content-Type": "application/x-www-form-urlencoded;charset=UTF-8",
-                    "Accept": "application/json",
-                },
-                auth=ClientAuth(self._authorization()),
-                timeout=self.timeout,
-                allow_redirects=False,
-            )
-        except requests.exceptions.RequestException as exc:
-            raise TokenEndpointError(f"{what} to {url} failed: {type(exc).__name__}") from exc
+        deadline_monotonic = clock.monotonic() + self.max_request_seconds
+        auth = ClientAuth(self._authorization())
+        return self._transport.post(url, body, _FORM_HEADERS, auth, clock, deadline_monotonic, what)
 
     def revoke(self, token: str, token_type_hint: str, clock: Clock) -> None:
         """Revoke ``token`` at :attr:`revocation_url` (RFC 7009); an unknown or already
@@ -341,48 +353,37 @@ class Grant:
             return basic_credentials(self.client_id, self._client_secret)
         return None
 
-    def _http(self) -> requests.Session:
-        if self._session is not None:
-            return self._session
-        if self._own_session is None:
-            self._own_session = requests.Session()
-        return self._own_session
-
     def _exchange(
         self, body: str, clock: Clock, grant_type: str, previous_refresh: Optional[str]
     ) -> Token:
-        headers = {
-            "Content-Type": "application/x-www-form-urlencoded;charset=UTF-8",
-            "Accept": "application/json",
-        }
+        """One token request: build, send (the answer read within the total deadline and
+        the size cap), parse."""
+        headers = dict(_FORM_HEADERS)
         dpop = self._dpop
+        deadline_monotonic = clock.monotonic() + self.max_request_seconds
         # With DPoP, a 400 use_dpop_nonce earns one retry with the server's nonce (RFC 9449
         # section 8); every attempt gets a fresh proof and a fresh client assertion.
         for attempt in (1, 2):
             if dpop is not None:
                 headers["DPoP"] = dpop.header("POST", self.token_url)
             sent_monotonic, sent_at = clock.monotonic(), clock.time()
-            try:
-                response = self._http().post(
-                    self.token_url,
-                    data=self._with_assertion(body, clock).encode("utf-8"),
-                    headers=headers,
-                    auth=ClientAuth(self._authorization()),
-                    timeout=self.timeout,
-                    allow_redirects=False,
-                )
-            except requests.exceptions.RequestException as exc:
-                raise TokenEndpointError(
-                    f"token request to {self.token_url} failed: {type(exc).__name__}"
-                ) from exc
+            sent = self._with_assertion(body, clock)
+            response = self._transport.post(
+                self.token_url,
+                sent,
+                headers,
+                ClientAuth(self._authorization()),
+                clock,
+                deadline_monotonic,
+                "token request",
+            )
             if dpop is None or not dpop.is_nonce_challenge(response) or attempt == 2:
                 break
             log.debug("token endpoint asked for a DPoP nonce; retrying once with it")
-            response.close()
-        with response:
-            return self._parse(
-                response, clock, sent_monotonic, sent_at, grant_type, previous_refresh
-            )
+        secrets = (*sent_secrets(sent), self._client_secret)
+        return self._parse(
+            response, clock, sent_monotonic, sent_at, grant_type, previous_refresh, secrets
+        )
 
     def _parse(
         self,
@@ -392,8 +393,10 @@ class Grant:
         sent_at: float,
         grant_type: str,
         previous_refresh: Optional[str],
+        secrets: tuple[Optional[str], ...] = (),
     ) -> Token:
-        """The :class:`Token` in a token response, or its typed error."""
+        """The :class:`Token` in a token response, or its typed error (``secrets``: what
+        the request carried, never kept in the error)."""
         return parse_token_response(
             response,
             where=f"token endpoint {self.token_url} ({grant_type} grant)",
@@ -403,4 +406,5 @@ class Grant:
             requested_scope=self.scope,
             previous_refresh_token=previous_refresh,
             dpop=self._dpop is not None,
+            sent_secrets=secrets,
         )

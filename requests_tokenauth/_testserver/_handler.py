@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Union, cast
 from urllib.parse import parse_qs, urlsplit
 
 from ._extra_routes import handle_extra_route
+from ._hostile import RAW_FAULT, STREAM_FAULTS, send_hostile, send_raw
 from ._oauth import SeenRequest
 
 if TYPE_CHECKING:
@@ -27,6 +28,8 @@ SHAPE_FAULTS: dict[str, Callable[[dict[str, Any]], None]] = {
 TOKEN_FAULTS = frozenset(
     {"500", "503", "429", "slow", "drop", "non_json", "invalid_grant", "invalid_client"}
     | set(SHAPE_FAULTS)
+    | STREAM_FAULTS
+    | {RAW_FAULT}
 )
 
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -141,6 +144,9 @@ class Handler(BaseHTTPRequestHandler):
         if kind == "drop":
             self.close_connection = True
             return
+        if kind == RAW_FAULT:
+            send_raw(self)
+            return
         if kind == "slow":
             srv._closing.wait(srv.slow_seconds)
         if kind in ("500", "503", "429"):
@@ -169,6 +175,9 @@ class Handler(BaseHTTPRequestHandler):
                 token = json.loads(text)
                 SHAPE_FAULTS[kind](token)
                 text = json.dumps(token)
+            if kind in STREAM_FAULTS:
+                send_hostile(self, kind, status, text)
+                return
             self._send(status, text.encode(), headers=headers)
 
     def _target_url(self) -> str:

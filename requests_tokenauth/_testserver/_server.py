@@ -27,6 +27,7 @@ from ._dpop import DPoPVerifier
 from ._extra_oauth import ExtraValidator, extra_token_grants
 from ._extra_routes import ExtraEndpoints
 from ._handler import TOKEN_FAULTS, Handler
+from ._hostile import HostileKnobs
 from ._oauth import (
     GRANT_TYPES,
     Client,
@@ -41,7 +42,7 @@ _SEEN_LIMIT = 10_000
 _REALM = 'Bearer realm="testing"'
 
 
-class AuthServer(ExtraEndpoints, ThreadingHTTPServer):
+class AuthServer(ExtraEndpoints, HostileKnobs, ThreadingHTTPServer):
     """An OAuth 2.0 authorization server plus protected resource on ``127.0.0.1``.
 
     The socket is bound on construction; :meth:`start` (or ``with``) starts serving and
@@ -109,6 +110,7 @@ class AuthServer(ExtraEndpoints, ThreadingHTTPServer):
         self._seen: collections.deque[SeenRequest] = collections.deque(maxlen=_SEEN_LIMIT)
         self._fault: Optional[Fault] = None
         self._connections: dict[Any, threading.Thread] = {}
+        self._accepted = 0
         self._serve_thread: Optional[threading.Thread] = None
         self._token_requests = self._resource_requests = self._resource_401s = 0
         self._by_grant: collections.Counter[str] = collections.Counter()
@@ -133,6 +135,7 @@ class AuthServer(ExtraEndpoints, ThreadingHTTPServer):
         self.add_client("app", "app-secret", grant_types=("password", "refresh_token"))
         self.add_user("alice", "wonderland")
         self._init_extra(validator, bearer)
+        self._init_hostile()
         super().__init__(("127.0.0.1", 0), Handler)
 
     # -- lifecycle -----------------------------------------------------------------
@@ -188,6 +191,7 @@ class AuthServer(ExtraEndpoints, ThreadingHTTPServer):
         )
         with self._lock:
             self._connections[request] = thread
+            self._accepted += 1
         thread.start()
 
     def shutdown_request(self, request: Any) -> None:
@@ -347,7 +351,9 @@ class AuthServer(ExtraEndpoints, ThreadingHTTPServer):
         ``"negative_expires_in"`` (-5), ``"string_expires_in"`` (``"soon"``): a successful
         response (the token is really issued) rewritten that way; ``"invalid_grant"``
         (400) and ``"invalid_client"`` (401): that OAuth error, counted in
-        :attr:`token_errors`.
+        :attr:`token_errors`; ``"drip"``, ``"huge_body"``, ``"endless_body"``: the token
+        response sent slowly, padded or without end (see :class:`HostileKnobs`);
+        ``"raw"``: what :meth:`set_raw_token_response` scripted.
 
         :param kind: one of :data:`TOKEN_FAULTS`.
         :param count: how many requests it affects; ``None`` until cleared.
@@ -415,6 +421,12 @@ class AuthServer(ExtraEndpoints, ThreadingHTTPServer):
         """OAuth error responses of the token endpoint, by error code."""
         with self._lock:
             return dict(self._errors)
+
+    @property
+    def connections_accepted(self) -> int:
+        """TCP connections accepted so far (keep-alive reuse shows as fewer)."""
+        with self._lock:
+            return self._accepted
 
     @property
     def resource_requests(self) -> int:
