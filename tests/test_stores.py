@@ -659,8 +659,13 @@ class TestEncryption:
     ) -> None:
         server.rotate_refresh_tokens = True
         store = FileStore(tmp_path, encryption_key=fernet_key)
-        grant = RefreshToken(server.token_url, client_id="app", client_secret="app-secret")
         saved = server.issue_token("app", refresh=True, user="alice")
+        grant = RefreshToken(
+            server.token_url,
+            client_id="app",
+            client_secret="app-secret",
+            refresh_token=saved["refresh_token"],
+        )
         auth = auth_for(server, fake_clock, store, grant=grant, token=saved)
         session = session_for(auth)
         for _ in range(3):

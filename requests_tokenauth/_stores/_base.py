@@ -43,9 +43,17 @@ class TokenStore(Protocol):
 
 
 def store_key(grant: Grant) -> str:
-    """A key naming everything that selects a token: token URL, client, grant type, scope
-    and extra parameters (audience, resource...). Two clients that differ in any of them
-    never share a token (Duende's CVE-2025-26620 was scope confusion of this kind)."""
+    """A key naming everything that selects a token: token URL, client, grant type, scope,
+    extra parameters (audience, resource...) and whose token it is (the grant's
+    :meth:`~requests_tokenauth.Grant.store_identity`: a username, a JWT subject, a digest of
+    the refresh or subject token the grant was made with). Two clients or users that differ
+    in any of them never share a token (Duende's CVE-2025-26620 was scope confusion of this
+    kind).
+
+    :raises ConfigurationError: the grant acts for a user it cannot name (authorization
+        code, device code, a refresh token given only as ``token=``, a callable subject
+        token): pass ``store_key=`` naming the user instead.
+    """
     identity = {
         "token_url": grant.token_url,
         "client_id": grant.client_id,
