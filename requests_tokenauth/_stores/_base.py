@@ -129,6 +129,9 @@ class MemoryStore:
     def __repr__(self) -> str:
         return f"MemoryStore({len(self._tokens)} key(s))"
 
+    def __getstate__(self) -> dict[str, Any]:
+        raise TypeError("a MemoryStore cannot be pickled: its tokens belong to one process")
+
     def _after_fork_in_child(self) -> None:
         self._guard = threading.Lock()
         self._locks = {}
