@@ -12,6 +12,7 @@ import threading
 from typing import Any, Callable
 
 import pytest
+import wrapt
 
 from requests_tokenauth import (
     ConfigurationError,
@@ -191,15 +192,48 @@ def test_a_token_key_cannot_be_another_keys_lock(redis_client: Any, prefix: str)
 # -- Redis: a live holder keeps its lease (10.6) ----------------------------------------------
 
 
+class _CountingLock(wrapt.BaseObjectProxy):  # type: ignore[misc]
+    """A redis-py lock whose lease extensions are counted, so a test waits for them."""
+
+    def __init__(self, lock: Any, extended: threading.Condition, count: list[int]) -> None:
+        super().__init__(lock)
+        self._self_extended = extended
+        self._self_count = count
+
+    def reacquire(self) -> Any:
+        result = self.__wrapped__.reacquire()
+        with self._self_extended:
+            self._self_count[0] += 1
+            self._self_extended.notify_all()
+        return result
+
+
+class _CountingClient(wrapt.BaseObjectProxy):  # type: ignore[misc]
+    def __init__(self, client: Any) -> None:
+        super().__init__(client)
+        self._self_extended = threading.Condition()
+        self._self_count = [0]
+
+    def lock(self, *args: Any, **kwargs: Any) -> Any:
+        lock = self.__wrapped__.lock(*args, **kwargs)
+        return _CountingLock(lock, self._self_extended, self._self_count)
+
+    def wait_for_extensions(self, n: int) -> bool:
+        with self._self_extended:
+            return self._self_extended.wait_for(lambda: self._self_count[0] >= n, WAIT)
+
+
 @pytest.mark.redis
 def test_a_live_holder_keeps_the_lock_past_its_lease(
     redis_client: Any, prefix: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The holder is held on a gate for several leases (a slow token request): the second
-    client must not get the lock meanwhile, and the holder releases it cleanly."""
-    lease = 0.2
-    holder = RedisStore(redis_client, key_prefix=prefix, lock_lease_seconds=lease)
-    waiter = RedisStore(redis_client, key_prefix=prefix, lock_timeout_seconds=6 * lease)
+    """The holder is held on a gate (a slow token request) until its lease has been
+    extended four times, i.e. for longer than one lease: the lock must still be there and
+    a second client must not get it; the holder then releases it cleanly."""
+    lease = 0.5
+    counting = _CountingClient(redis_client)
+    holder = RedisStore(counting, key_prefix=prefix, lock_lease_seconds=lease)
+    waiter = RedisStore(redis_client, key_prefix=prefix, lock_timeout_seconds=0)
     holding, gate = threading.Event(), threading.Event()
     out: list[Any] = []
 
@@ -212,8 +246,10 @@ def test_a_live_holder_keeps_the_lock_past_its_lease(
     thread.start()
     try:
         assert holding.wait(WAIT)
+        assert counting.wait_for_extensions(4)  # 4 x lease/3: held past one lease
+        assert redis_client.exists(holder.lock_key("k"))
         with pytest.raises(TokenStoreError, match="stayed held"), waiter.lock("k"):
-            pass  # acquired: the lease ran out under a live holder
+            pass
     finally:
         gate.set()
         thread.join(WAIT)

@@ -1,7 +1,8 @@
 """The file-system side of FileStore: trust nothing it did not create.
 
-A token directory must be a real directory (not a symbolic link), owned by this process's
-effective uid, with no group or other permission bits; missing ones are created 0700,
+A token directory must be a real directory (the last component not a symbolic link; its
+parents are the system's business), owned by this process's effective uid, with no group or
+other permission bits; missing ones are created 0700,
 parents included, whatever the umask. Everything inside is reached through the directory's
 descriptor (``openat``), so the checked directory is the one used. Files are opened with
 ``O_NOFOLLOW | O_NONBLOCK`` (a planted link is not followed, a FIFO cannot block) and must
