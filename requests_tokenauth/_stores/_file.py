@@ -136,8 +136,8 @@ class FileStore:
         """The token saved under ``key``, or ``None`` if there is no file.
 
         :raises TokenStoreError: the directory or the file fails the checks the class
-            describes, or the file cannot be read, is not a JSON token object, or holds a
-            refresh token that cannot be decrypted.
+            describes, or the file cannot be read, is not a JSON token object, or is an
+            encrypted record the store's key refuses (moved, edited, plaintext, old format).
         """
         path = self.path(key)
         directory = open_directory(self.directory, create=False)

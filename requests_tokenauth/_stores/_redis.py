@@ -130,8 +130,9 @@ class RedisStore:
     def load(self, key: str) -> Optional[dict[str, Any]]:
         """The token saved under ``key``, or ``None`` if Redis has none.
 
-        :raises TokenStoreError: Redis failed, or the value is not a JSON token object, or
-            its refresh token cannot be decrypted.
+        :raises TokenStoreError: Redis failed, ``key`` ends in ``:lock``, the value is not
+            a JSON token object, or it is an encrypted record the store's key refuses
+            (moved, edited, plaintext, old format).
         """
         name = self.redis_key(key)
         try:
