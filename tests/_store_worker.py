@@ -27,6 +27,9 @@ from requests_tokenauth.testing import OffsetClock
 #: Every wait in a worker gives up after this long, so a broken test never hangs a child.
 WAIT_SECONDS = 30.0
 
+#: The refresh token the refresh-token workers are configured with (the seed in the store wins).
+CONFIGURED_REFRESH = "configured-refresh-token"
+
 #: No jitter: every process's deadlines are exact.
 EXACT = RefreshPolicy(refresh_jitter_fraction=0.0)
 
@@ -68,7 +71,11 @@ def make_store(spec: dict[str, Any]) -> TokenStore:
 def make_grant(kind: str, token_url: str) -> Grant:
     if kind == "client_credentials":
         return ClientCredentials(token_url, client_id="svc", client_secret="svc-secret")
-    return RefreshToken(token_url, client_id="app", client_secret="app-secret")
+    # every process is configured with the same starting refresh token, which names the
+    # user in the store key; the token they renew with is the newest one in the store
+    return RefreshToken(
+        token_url, client_id="app", client_secret="app-secret", refresh_token=CONFIGURED_REFRESH
+    )
 
 
 def fingerprint(authorization: Optional[str]) -> str:

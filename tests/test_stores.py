@@ -34,7 +34,7 @@ from requests_tokenauth import (
     TokenStoreError,
 )
 from requests_tokenauth._stores import store_key
-from requests_tokenauth._stores._crypto import ENCRYPTED_FIELD
+from requests_tokenauth._stores._crypto import SEALED_FIELD
 from requests_tokenauth.testing import AuthServer, FakeClock, redis_server, redis_server_binary
 
 from .helpers import EXACT, EXPIRED_AFTER, LIFETIME, session_for
@@ -287,11 +287,18 @@ def _hold_and_release(store: TokenStore, key: str) -> str:
 
 
 class TestMemoryStore(StoreContract):
-    times_out = False
+    @pytest.fixture
+    def store(self) -> MemoryStore:
+        return MemoryStore()
 
     @pytest.fixture
-    def store(self) -> TokenStore:
-        return MemoryStore()
+    def make_store(self, store: MemoryStore) -> Callable[..., TokenStore]:
+        # a MemoryStore has no second handle: the same one, waiting less
+        def shorter(lock_timeout_seconds: float) -> TokenStore:
+            store.lock_timeout_seconds = lock_timeout_seconds
+            return store
+
+        return shorter
 
 
 # -- FileStore --------------------------------------------------------------------------------
@@ -346,7 +353,7 @@ class TestFileStore(StoreContract):
     ) -> None:
         store.save("k", TOKEN)
 
-        def full_disk(src: str, dst: str) -> None:
+        def full_disk(src: str, dst: str, **kwargs: Any) -> None:
             raise OSError(errno.ENOSPC, "No space left on device")
 
         monkeypatch.setattr(os, "replace", full_disk)
@@ -372,7 +379,7 @@ class TestFileStore(StoreContract):
     def test_a_corrupt_file_is_a_typed_error_and_is_left_untouched(
         self, store: FileStore, content: bytes
     ) -> None:
-        os.makedirs(store.directory, exist_ok=True)
+        os.makedirs(store.directory, mode=0o700, exist_ok=True)
         with open(store.path("k"), "wb") as f:
             f.write(content)
         with pytest.raises(TokenStoreError) as info:
@@ -386,7 +393,7 @@ class TestFileStore(StoreContract):
     ) -> None:
         auth = auth_for(server, fake_clock, store)
         key = store_key(auth.manager.grant)
-        os.makedirs(store.directory, exist_ok=True)
+        os.makedirs(store.directory, mode=0o700, exist_ok=True)
         with open(store.path(key), "wb") as f:
             f.write(b"{not json")
         assert session_for(auth).get(server.resource_url).status_code == 200
@@ -408,7 +415,7 @@ class TestFileStore(StoreContract):
         assert session.get(server.resource_url).status_code == 200
         assert server.token_requests == 1
         fake_clock.advance(EXPIRED_AFTER)  # expired, and no lock to renew under
-        with pytest.raises(TokenStoreError, match="lock file"):
+        with pytest.raises(TokenStoreError, match=r"\.lock"):
             session.get(server.resource_url)
         assert server.token_requests == 1
 
@@ -514,18 +521,13 @@ class TestRedisStore(StoreContract):
             pass
         assert _hold_and_release(store, "k") == "held"  # waits out the lease
 
-    def test_a_lease_that_ends_inside_the_block_is_logged_not_raised(
+    def test_a_lock_lost_inside_the_block_is_logged_not_raised(
         self, redis_client: Any, prefix: str, caplog: pytest.LogCaptureFixture
     ) -> None:
         store = RedisStore(redis_client, key_prefix=prefix, lock_lease_seconds=0.05)
         with store.lock("k"):
-            gone = threading.Event()
-            for _ in range(200):
-                if not redis_client.exists(store.redis_key("k") + ":lock"):
-                    break
-                gone.wait(0.01)
-            assert not redis_client.exists(store.redis_key("k") + ":lock")
-        assert "expired before it was released" in caplog.text
+            redis_client.delete(store.lock_key("k"))  # e.g. a Redis restart without persistence
+        assert "was gone before it was released" in caplog.text
 
     def test_a_value_that_is_not_a_token_is_a_typed_error(
         self, store: RedisStore, redis_client: Any
@@ -622,7 +624,7 @@ class TestEncryption:
         raw = json.loads(_raw_file(store, "k"))
         assert "refresh_token" not in raw and "rt-1" not in _raw_file(store, "k")
         assert raw["access_token"] == "at-1" and raw["expires_at"] == TOKEN["expires_at"]
-        assert raw[ENCRYPTED_FIELD].startswith("gAAAA")
+        assert raw[SEALED_FIELD].startswith("gAAAA")
         assert store.load("k") == TOKEN
 
     @pytest.mark.redis
@@ -632,7 +634,7 @@ class TestEncryption:
         store = RedisStore(redis_client, key_prefix=prefix, encryption_key=fernet_key)
         store.save("k", TOKEN)
         raw = redis_client.get(store.redis_key("k")).decode()
-        assert "rt-1" not in raw and ENCRYPTED_FIELD in raw and "at-1" in raw
+        assert "rt-1" not in raw and SEALED_FIELD in raw and "at-1" in raw
         assert store.load("k") == TOKEN
         assert redis_client.pttl(store.redis_key("k")) == -1  # still kept for its refresh token
 
@@ -645,13 +647,11 @@ class TestEncryption:
         with pytest.raises(TokenStoreError, match="encryption_key"):
             FileStore(tmp_path).load("k")
 
-    def test_keys_rotate_and_plain_files_still_load(self, tmp_path: Any, fernet_key: bytes) -> None:
+    def test_keys_rotate(self, tmp_path: Any, fernet_key: bytes) -> None:
         from cryptography.fernet import Fernet
 
-        FileStore(tmp_path).save("plain", TOKEN)
         FileStore(tmp_path, encryption_key=fernet_key).save("old", TOKEN)
         rotated = FileStore(tmp_path, encryption_key=[Fernet.generate_key(), fernet_key])
-        assert rotated.load("plain") == TOKEN
         assert rotated.load("old") == TOKEN
 
     def test_rotating_refresh_tokens_survive_encrypted_storage(
@@ -659,8 +659,13 @@ class TestEncryption:
     ) -> None:
         server.rotate_refresh_tokens = True
         store = FileStore(tmp_path, encryption_key=fernet_key)
-        grant = RefreshToken(server.token_url, client_id="app", client_secret="app-secret")
         saved = server.issue_token("app", refresh=True, user="alice")
+        grant = RefreshToken(
+            server.token_url,
+            client_id="app",
+            client_secret="app-secret",
+            refresh_token=saved["refresh_token"],
+        )
         auth = auth_for(server, fake_clock, store, grant=grant, token=saved)
         session = session_for(auth)
         for _ in range(3):

@@ -21,6 +21,7 @@ from .._errors import (
 )
 from .._token import Token
 from ._base import Grant
+from ._identity import unnamed_user
 from ._urls import check_url
 
 #: PKCE code verifier length (RFC 7636 §4.1 allows 43 to 128 characters).
@@ -55,7 +56,9 @@ class AuthorizationCode(Grant):
     ``TokenAuth(grant, token=...)``, which then renews it with the refresh token. A
     rejected refresh token is terminal (the person must sign in again): this grant does not
     run unattended. Thread-safe: several authorizations may be in progress at once, each
-    carried by its own :class:`AuthorizationRequest`. Takes the :class:`Grant` parameters
+    carried by its own :class:`AuthorizationRequest`. With a shared store, pass
+    ``store_key=`` naming the person: the grant cannot tell whose token it renews, and
+    refuses a derived key. Takes the :class:`Grant` parameters
     (``auth_method="none"`` for public clients), plus:
 
     :param authorization_url: the authorization endpoint.
@@ -75,6 +78,10 @@ class AuthorizationCode(Grant):
         if not urllib.parse.urlsplit(redirect_uri).scheme:
             raise ConfigurationError(f"redirect_uri {redirect_uri!r} is not an absolute URI")
         self.redirect_uri = redirect_uri
+
+    def store_identity(self) -> Optional[str]:
+        # the token belongs to the person who signs in, whom this grant never learns
+        raise unnamed_user("AuthorizationCode", "its token is the person who signs in's")
 
     @classmethod
     def _use_metadata(cls, metadata: Mapping[str, Any], kwargs: dict[str, Any]) -> None:

@@ -246,8 +246,13 @@ class Grant:
         endpoints (the device or authorization endpoint)."""
 
     def store_identity(self) -> Optional[str]:
-        """What else selects this grant's token, for store keys (e.g. a username or a JWT
-        subject); never a secret. ``None`` when the client alone does."""
+        """What else selects this grant's token, for store keys: whose token it is (a
+        username, a JWT subject, a digest of the user's refresh or subject token); never a
+        secret. ``None`` when the client alone does.
+
+        :raises ConfigurationError: the tokens belong to a user this grant cannot name;
+            a store then needs an explicit ``store_key=``.
+        """
         return None
 
     # -- what subclasses provide ----------------------------------------------------------

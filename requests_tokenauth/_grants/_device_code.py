@@ -22,6 +22,7 @@ from .._errors import (
 )
 from .._token import Token
 from ._base import Grant
+from ._identity import unnamed_user
 from ._response import raise_for_error
 from ._urls import check_url
 
@@ -76,7 +77,9 @@ class DeviceCode(Grant):
 
     The polling blocks the thread that needs the token (and, under a ``TokenAuth``, others
     that wait for it, up to their lock timeout): obtain the first token with
-    ``auth.get_token()`` at start-up. Thread-safety as for :class:`Grant`. Takes the
+    ``auth.get_token()`` at start-up. With a shared store, pass ``store_key=`` naming the
+    person: the grant cannot tell whose token it is, and refuses a derived key.
+    Thread-safety as for :class:`Grant`. Takes the
     :class:`Grant` parameters (usually ``auth_method="none"``), plus:
 
     :param device_authorization_url: the device authorization endpoint.
@@ -105,6 +108,10 @@ class DeviceCode(Grant):
         )
         self._on_user_code = on_user_code
         self._sleep = sleep
+
+    def store_identity(self) -> Optional[str]:
+        # the token belongs to the person who approves the device, whom this grant never learns
+        raise unnamed_user("DeviceCode", "its token is the person who approves the device's")
 
     @classmethod
     def _use_metadata(cls, metadata: Mapping[str, Any], kwargs: dict[str, Any]) -> None:

@@ -6,6 +6,7 @@ from typing import Any, Optional
 
 from .._errors import ConfigurationError
 from ._base import Grant
+from ._identity import credential_digest, unnamed_user
 
 
 class RefreshToken(Grant):
@@ -13,7 +14,15 @@ class RefreshToken(Grant):
 
     The refresh token comes from the current token (``TokenAuth(..., token=saved)``) or
     from ``refresh_token=``. Rotated refresh tokens replace the old one; a response without
-    one keeps it. Takes the :class:`Grant` parameters, plus:
+    one keeps it.
+
+    With a shared store, the default store key names the user by a digest of
+    ``refresh_token=``, the token the grant was *constructed* with, so the key stays the same
+    however often the token rotates (every process sharing the store starts from the same
+    configured token). Without ``refresh_token=`` the grant cannot tell whose token it renews:
+    a store then needs ``store_key=``. A pickle of the grant leaves ``refresh_token=`` out
+    (it keeps the digest): the copy renews from the store, or from ``token=``. Takes the
+    :class:`Grant` parameters, plus:
 
     :param refresh_token: the refresh token to start from, when no saved token is given.
     """
@@ -26,11 +35,25 @@ class RefreshToken(Grant):
     ) -> None:
         super().__init__(token_url, **kwargs)
         self._initial_refresh_token = refresh_token
+        self._identity = (
+            credential_digest("refresh_token", refresh_token) if refresh_token else None
+        )
+
+    def store_identity(self) -> Optional[str]:
+        if self._identity is None:
+            raise unnamed_user("RefreshToken", "no refresh_token= was given")
+        return self._identity
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state["_initial_refresh_token"] = None  # a pickle holds no token
+        return state
 
     def _grant_body(self, client_params: dict[str, Any]) -> str:
         if not self._initial_refresh_token:
             raise ConfigurationError(
                 "RefreshToken has no refresh token: pass TokenAuth(..., token=saved) with a "
-                "refresh_token, or RefreshToken(..., refresh_token=...)"
+                "refresh_token, or RefreshToken(..., refresh_token=...) (a pickled copy does "
+                "not carry it)"
             )
         return self._refresh_body(self._initial_refresh_token)

@@ -8,6 +8,7 @@ from oauthlib.oauth2.rfc6749.parameters import prepare_token_request
 
 from .._errors import ConfigurationError
 from ._base import Grant
+from ._identity import credential_digest, unnamed_user
 
 #: ``grant_type`` of RFC 8693 §2.1.
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
@@ -26,7 +27,14 @@ class TokenExchange(Grant):
     ``prepare_token_request``. It renews by exchanging again, so ``subject_token`` may be a
     callable that returns the current subject token (for instance from another
     :class:`TokenAuth`: ``lambda: upstream.get_token().access_token``). Thread-safety as
-    for :class:`Grant`. Takes the :class:`Grant` parameters, plus:
+    for :class:`Grant`.
+
+    With a shared store, the default store key names the subject (and a given actor) by a
+    digest of the subject (and actor) token: each subject token gets its own exchanged
+    token. A callable subject token cannot be named: a store then needs ``store_key=``. A
+    pickle of the grant leaves the subject and actor tokens out (it keeps the digests), so
+    the copy can read the store but not exchange again. Takes the :class:`Grant`
+    parameters, plus:
 
     :param subject_token: the token (or a callable returning it) that represents the party
         on whose behalf the request is made; never logged or shown.
@@ -65,10 +73,28 @@ class TokenExchange(Grant):
         self.audience = audience
         self.resource = resource
         self.requested_token_type = requested_token_type
+        # whose token: digests, computed once (a pickle keeps them, not the tokens)
+        self._subject_identity = (
+            None if callable(subject_token) else credential_digest("subject", subject_token)
+        )
+        self._actor_identity = (
+            credential_digest("actor", actor_token) if isinstance(actor_token, str) else ""
+        )
 
     def store_identity(self) -> Optional[str]:
-        # the subject token is a secret; what it selects is the audience/resource asked for
-        return f"{self.subject_token_type} {self.audience or ''} {self.resource or ''}"
+        if self._subject_identity is None:
+            raise unnamed_user("TokenExchange", "its subject_token is a callable")
+        return (
+            f"{self.subject_token_type} {self.audience or ''} {self.resource or ''} "
+            f"{self._subject_identity} {self._actor_identity}"
+        )
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        for name in ("_subject_token", "_actor_token"):  # a pickle holds no token
+            if isinstance(state[name], str):
+                state[name] = _NOT_PICKLED
+        return state
 
     def _grant_body(self, client_params: dict[str, Any]) -> str:
         params: dict[str, Any] = {
@@ -93,7 +119,16 @@ class TokenExchange(Grant):
         return body
 
 
+#: What replaces a subject or actor token in a pickle.
+_NOT_PICKLED = "\x00not pickled"
+
+
 def _value(source: TokenSource) -> str:
+    if isinstance(source, str) and source == _NOT_PICKLED:
+        raise ConfigurationError(
+            "this TokenExchange was unpickled, and a pickle does not carry its subject or "
+            "actor token: make the grant again with them"
+        )
     value = source() if callable(source) else source
     if not isinstance(value, str) or not value:
         raise ConfigurationError("the token source gave no token")

@@ -1,10 +1,15 @@
-"""How stores encode token dicts: JSON text, with optional encryption at rest of the refresh
-token (Fernet, from the ``cryptography`` package).
+"""How stores encode token dicts: JSON text, with optional encryption at rest (Fernet, from
+the ``cryptography`` package) that also authenticates the record.
 
-Stores write :func:`encode`'s text and read it back with :func:`decode`. Only the refresh
-token is encrypted: it is the long-lived credential, while the rest of the dict (access
-token, expiry, scope) stays readable for operators. The ``cryptography`` package is
-imported only when a key is given.
+Stores write :func:`encode`'s text and read it back with :func:`decode`. With a key, the
+whole token dict *and the key of the record it belongs to* are encrypted together into one
+field, and every field but the refresh token is also written in clear for operators (access
+token, expiry, scope). Reading checks the record's key (a ciphertext moved to another
+record is refused) and that the clear fields are those that were encrypted (an edited
+expiry or access token is refused); a record without that field is refused too, plaintext
+or written by an older version (whose ciphertext named no record). A refused record makes
+``load`` raise :class:`~requests_tokenauth.TokenStoreError`; a new token replaces it. The
+``cryptography`` package is imported only when a key is given.
 """
 
 from __future__ import annotations
@@ -15,9 +20,14 @@ from typing import Any, Optional, Union
 
 from .._errors import ConfigurationError, TokenStoreError
 
-#: The field that holds the encrypted refresh token in a stored dict; ``refresh_token`` is
-#: then absent, so a reader without the key never sends ciphertext as a refresh token.
-ENCRYPTED_FIELD = "refresh_token_fernet"
+#: The field that holds the encrypted record: ``{"key": ..., "token": {...}}`` as JSON, a
+#: Fernet token. ``refresh_token`` is then absent in clear, so a reader without the key
+#: never sends ciphertext as a refresh token.
+SEALED_FIELD = "sealed_fernet"
+
+#: The field of the first format, which encrypted the refresh token alone (not bound to its
+#: record); such records are refused and replaced.
+UNBOUND_FIELD = "refresh_token_fernet"
 
 #: What to install for :class:`RefreshTokenCipher`.
 EXTRA_HINT = "pip install 'requests-tokenauth[encryption]'"
@@ -28,7 +38,8 @@ EncryptionKey = Union[Key, Sequence[Key]]
 
 
 class RefreshTokenCipher:
-    """Encrypts the ``refresh_token`` of stored token dicts with a key the user supplies.
+    """Encrypts stored token records with a key the user supplies, bound to the record's
+    key, so the refresh token cannot be read and no field can be moved or edited unnoticed.
 
     Thread-safe (Fernet objects keep no state between calls).
 
@@ -57,66 +68,73 @@ class RefreshTokenCipher:
                 "as cryptography.fernet.Fernet.generate_key() makes)"
             ) from None
 
-    def seal(self, token: dict[str, Any]) -> dict[str, Any]:
-        """A copy of ``token`` with its refresh token (if any) encrypted."""
-        out = dict(token)
-        refresh = out.pop("refresh_token", None)
-        if isinstance(refresh, str) and refresh:
-            out[ENCRYPTED_FIELD] = self._fernet.encrypt(refresh.encode("utf-8")).decode("ascii")
+    def seal(self, token: dict[str, Any], key: str) -> dict[str, Any]:
+        """The record to store for ``token`` under ``key``: its fields but the refresh token
+        in clear, and everything (with ``key``) encrypted in :data:`SEALED_FIELD`.
+
+        :raises TypeError, ValueError: the dict holds something JSON cannot represent.
+        """
+        sealed = json.dumps({"key": key, "token": token}, sort_keys=True, allow_nan=False)
+        out = {name: value for name, value in token.items() if name != "refresh_token"}
+        out[SEALED_FIELD] = self._fernet.encrypt(sealed.encode("utf-8")).decode("ascii")
         return out
 
-    def open(self, token: dict[str, Any], where: str) -> dict[str, Any]:
-        """A copy of ``token`` with its refresh token decrypted. A dict saved without
-        encryption loads as it is (the next save encrypts it).
+    def open(self, record: dict[str, Any], where: str, key: str) -> dict[str, Any]:
+        """The token dict in ``record``, after checking that it was sealed with this key
+        for ``key`` and that its clear fields were not changed.
 
         :param where: names the stored token in error messages.
-        :raises TokenStoreError: the ciphertext is damaged or was made with another key.
+        :raises TokenStoreError: a record that is plaintext, of the old format, for another
+            key, edited, damaged, or made with another encryption key.
         """
-        return open_sealed(token, where, self)
+        from cryptography.fernet import InvalidToken
+
+        sealed = record.get(SEALED_FIELD)
+        if sealed is None:
+            old = UNBOUND_FIELD in record
+            raise TokenStoreError(
+                f"{where} "
+                + (
+                    "was encrypted by an older version, not bound to its key"
+                    if old
+                    else "is not encrypted, but this store encrypts"
+                )
+                + "; it is not trusted, and a new token will replace it"
+            )
+        if not isinstance(sealed, str):
+            raise TokenStoreError(f"{where}: {SEALED_FIELD} must be a string")
+        try:
+            content = json.loads(self._fernet.decrypt(sealed.encode("ascii")).decode("utf-8"))
+        except (InvalidToken, UnicodeError, ValueError):
+            raise TokenStoreError(
+                f"{where} cannot be decrypted (another encryption_key, or damaged data)"
+            ) from None
+        token = content.get("token") if isinstance(content, dict) else None
+        if not isinstance(token, dict) or content.get("key") != key:
+            raise TokenStoreError(
+                f"{where} was encrypted for another key (moved from another record?); "
+                "it is not trusted"
+            )
+        clear = {name: value for name, value in record.items() if name != SEALED_FIELD}
+        if clear != {name: value for name, value in token.items() if name != "refresh_token"}:
+            raise TokenStoreError(
+                f"{where}: its readable fields differ from the encrypted ones (edited after "
+                "it was written); it is not trusted"
+            )
+        return token
 
     def __repr__(self) -> str:
         return "RefreshTokenCipher(<key redacted>)"
 
 
-def open_sealed(
-    token: dict[str, Any], where: str, cipher: Optional[RefreshTokenCipher]
-) -> dict[str, Any]:
-    """Decrypt ``token``'s refresh token with ``cipher``; without a cipher, a sealed dict is
-    an error (sending ciphertext as a refresh token would only earn an ``invalid_grant``).
-
-    :raises TokenStoreError: no key for a sealed token, or the wrong key, or damaged data.
-    """
-    sealed = token.get(ENCRYPTED_FIELD)
-    if sealed is None:
-        return dict(token)
-    if cipher is None:
-        raise TokenStoreError(
-            f"{where} holds an encrypted refresh token; pass the store its encryption_key"
-        )
-    from cryptography.fernet import InvalidToken
-
-    if not isinstance(sealed, str):
-        raise TokenStoreError(f"{where}: {ENCRYPTED_FIELD} must be a string")
-    try:
-        plain = cipher._fernet.decrypt(sealed.encode("ascii")).decode("utf-8")
-    except (InvalidToken, UnicodeError):
-        raise TokenStoreError(
-            f"{where}: the refresh token cannot be decrypted (another encryption_key, or "
-            "damaged data)"
-        ) from None
-    out = dict(token)
-    del out[ENCRYPTED_FIELD]
-    out["refresh_token"] = plain
-    return out
-
-
-def encode(token: dict[str, Any], cipher: Optional[RefreshTokenCipher]) -> str:
-    """The JSON text a store writes: sorted keys, readable by a person (``redis-cli GET``).
+def encode(token: dict[str, Any], cipher: Optional[RefreshTokenCipher], key: str) -> str:
+    """The JSON text a store writes for ``token`` under ``key``: sorted keys, readable by a
+    person (``redis-cli GET``), sealed with ``cipher`` when there is one.
 
     :raises TokenStoreError: the dict holds something JSON cannot represent.
     """
-    data = cipher.seal(token) if cipher is not None else dict(token)
     try:
+        data = cipher.seal(token, key) if cipher is not None else dict(token)
         return json.dumps(data, sort_keys=True, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise TokenStoreError(
@@ -125,13 +143,13 @@ def encode(token: dict[str, Any], cipher: Optional[RefreshTokenCipher]) -> str:
 
 
 def decode(
-    text: Union[str, bytes], where: str, cipher: Optional[RefreshTokenCipher]
+    text: Union[str, bytes], where: str, cipher: Optional[RefreshTokenCipher], key: str
 ) -> dict[str, Any]:
-    """The token dict in ``text``, as :func:`encode` wrote it.
+    """The token dict in ``text``, as :func:`encode` wrote it for ``key``.
 
     :param where: names the stored token in error messages (a path or a key, never content).
-    :raises TokenStoreError: not UTF-8 JSON, not an object, or a refresh token that cannot be
-        decrypted.
+    :raises TokenStoreError: not UTF-8 JSON, not an object, encrypted without a ``cipher``,
+        or refused by the cipher (:meth:`RefreshTokenCipher.open`).
     """
     try:
         data = json.loads(text)
@@ -143,4 +161,10 @@ def decode(
         raise TokenStoreError(f"{where} is not UTF-8 text") from None
     if not isinstance(data, dict):
         raise TokenStoreError(f"{where} holds JSON {type(data).__name__}, not a token object")
-    return open_sealed(data, where, cipher)
+    if cipher is not None:
+        return cipher.open(data, where, key)
+    if SEALED_FIELD in data or UNBOUND_FIELD in data:
+        raise TokenStoreError(
+            f"{where} holds an encrypted token; pass the store its encryption_key"
+        )
+    return data

@@ -8,7 +8,6 @@ import hashlib
 import logging
 import os
 import re
-import tempfile
 import threading
 import time
 import weakref
@@ -17,6 +16,14 @@ from typing import Any, Optional, Union
 
 from .._errors import ConfigurationError, TokenStoreError
 from ._crypto import EncryptionKey, RefreshTokenCipher, decode, encode
+from ._private_dir import (
+    open_directory,
+    open_file,
+    os_reason,
+    read_file,
+    remove_file,
+    replace_file,
+)
 
 try:
     import fcntl
@@ -63,9 +70,17 @@ class FileStore:
     re-entrant. POSIX only (Linux, macOS): Windows has no ``flock``. Network file systems
     that do not honour ``flock`` (some NFS setups) cannot share a FileStore.
 
-    Thread-safe and safe across processes; the directory is created (mode 0700) if missing.
-    Picklable (a pickle holds the directory and settings, no token), and safe across
-    ``fork()``: the child starts with fresh locks.
+    It trusts nothing it did not create. The directory must be a real directory (not a
+    symbolic link) owned by this process's effective uid with no group or other permission
+    bits; if missing, it is created with mode 0700, parents included, whatever the umask.
+    Token and lock files are opened inside it without following links or blocking, and must
+    be regular files of this uid (a token file at most 1 MiB). Anything else is refused with
+    a :class:`~requests_tokenauth.TokenStoreError` naming the path and the reason: a
+    directory that another user can write is one where they could plant a token.
+
+    Thread-safe and safe across processes. Picklable: a pickle holds the directory, the
+    settings and the ``encryption_key`` (so treat it as a secret), never a token. Safe
+    across ``fork()``: the child starts with fresh locks.
 
     :param directory: where the token files live.
     :param lock_timeout_seconds: how long :meth:`lock` waits before raising
@@ -120,59 +135,47 @@ class FileStore:
     def load(self, key: str) -> Optional[dict[str, Any]]:
         """The token saved under ``key``, or ``None`` if there is no file.
 
-        :raises TokenStoreError: the file cannot be read, is not a JSON token object, or
-            holds a refresh token that cannot be decrypted.
+        :raises TokenStoreError: the directory or the file fails the checks the class
+            describes, or the file cannot be read, is not a JSON token object, or is an
+            encrypted record the store's key refuses (moved, edited, plaintext, old format).
         """
         path = self.path(key)
-        try:
-            with open(path, "rb") as f:
-                raw = f.read()
-        except FileNotFoundError:
+        directory = open_directory(self.directory, create=False)
+        if directory is None:
             return None
-        except OSError as exc:
-            raise TokenStoreError(f"token file {path} cannot be read: {_os_reason(exc)}") from None
-        return decode(raw, f"token file {path}", self._cipher)
+        try:
+            raw = read_file(directory, file_name(key) + ".json", path)
+        finally:
+            os.close(directory)
+        if raw is None:
+            return None
+        return decode(raw, f"token file {path}", self._cipher, key)
 
     def save(self, key: str, token: dict[str, Any]) -> None:
         """Atomically replace the token saved under ``key``.
 
-        :raises TokenStoreError: the directory is not writable, the disk is full, or the
-            dict cannot be written as JSON; the old file is then left as it was.
+        :raises TokenStoreError: the directory fails the checks or is not writable, the disk
+            is full, or the dict cannot be written as JSON; the old file is then left as it was.
         """
-        text = encode(token, self._cipher).encode("utf-8")
-        path = self.path(key)
-        self._ensure_directory()
+        text = encode(token, self._cipher, key).encode("utf-8")
+        directory = self._open_directory()
         try:
-            fd, temp = tempfile.mkstemp(
-                prefix=f".{file_name(key)}.", suffix=".tmp", dir=self.directory
-            )  # mkstemp creates the file with mode 0600
-        except OSError as exc:
-            raise TokenStoreError(f"cannot write in {self.directory}: {_os_reason(exc)}") from None
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(temp, path)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(temp)
-            raise TokenStoreError(f"cannot save token file {path}: {_os_reason(exc)}") from None
-        self._sync_directory()
+            replace_file(directory, file_name(key) + ".json", self.path(key), text)
+        finally:
+            os.close(directory)
 
     def delete(self, key: str) -> None:
         """Remove the token file of ``key`` (nothing if there is none).
 
         :raises TokenStoreError: the file exists but cannot be removed.
         """
-        path = self.path(key)
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
+        directory = open_directory(self.directory, create=False)
+        if directory is None:
             return
-        except OSError as exc:
-            raise TokenStoreError(f"cannot remove token file {path}: {_os_reason(exc)}") from None
-        self._sync_directory()
+        try:
+            remove_file(directory, file_name(key) + ".json", self.path(key))
+        finally:
+            os.close(directory)
 
     # -- locking --------------------------------------------------------------------------
 
@@ -206,12 +209,14 @@ class FileStore:
             thread_lock.release()
 
     def _open_lock_file(self, key: str) -> int:
-        self._ensure_directory()
-        path = os.path.join(self.directory, file_name(key) + ".lock")
+        name = file_name(key) + ".lock"
+        directory = self._open_directory()
         try:
-            return os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
-        except OSError as exc:
-            raise TokenStoreError(f"cannot open lock file {path}: {_os_reason(exc)}") from None
+            return open_file(
+                directory, name, os.path.join(self.directory, name), os.O_RDWR | os.O_CREAT
+            )
+        finally:
+            os.close(directory)
 
     def _flock(self, fd: int, key: str, deadline: float) -> None:
         pause = _POLL_FIRST_SECONDS
@@ -222,7 +227,7 @@ class FileStore:
             except OSError as exc:
                 if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                     raise TokenStoreError(
-                        f"cannot lock {self.path(key)}: {_os_reason(exc)}"
+                        f"cannot lock {self.path(key)}: {os_reason(exc)}"
                     ) from None
             left = deadline - time.monotonic()
             if left <= 0:
@@ -238,26 +243,10 @@ class FileStore:
 
     # -- helpers --------------------------------------------------------------------------
 
-    def _ensure_directory(self) -> None:
-        try:
-            os.makedirs(self.directory, mode=0o700, exist_ok=True)
-        except OSError as exc:
-            raise TokenStoreError(
-                f"cannot create token directory {self.directory}: {_os_reason(exc)}"
-            ) from None
-
-    def _sync_directory(self) -> None:
-        """Make the rename itself durable (POSIX: fsync the directory); best effort."""
-        try:
-            fd = os.open(self.directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        except OSError:
-            return
-        try:
-            os.fsync(fd)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
+    def _open_directory(self) -> int:
+        fd = open_directory(self.directory, create=True)
+        assert fd is not None
+        return fd
 
     def _after_fork_in_child(self) -> None:
         # A thread of the parent may have held a lock: it does not exist here. Close the
@@ -287,8 +276,4 @@ def _unlock(fd: int) -> None:
     try:
         fcntl.flock(fd, fcntl.LOCK_UN)
     except OSError as exc:  # closing the descriptor releases it anyway
-        log.warning("could not release a token file lock: %s", _os_reason(exc))
-
-
-def _os_reason(exc: OSError) -> str:
-    return exc.strerror or type(exc).__name__
+        log.warning("could not release a token file lock: %s", os_reason(exc))

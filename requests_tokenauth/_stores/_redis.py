@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -17,17 +18,19 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("requests_tokenauth")
 
-#: A holder keeps the lock at most this long (then Redis drops it, so a crashed holder
-#: blocks nobody for longer). It must outlast one token request: the default request
-#: timeout is 5 s connect + 30 s read.
+#: A lock not extended for this long is dropped by Redis, so a crashed holder blocks nobody
+#: for longer; a live holder extends it (see :meth:`RedisStore.lock`).
 DEFAULT_LOCK_LEASE_SECONDS = 40.0
+#: How often a live holder extends its lease, per lease: a missed extension (a slow Redis)
+#: still leaves two thirds of it.
+LEASE_EXTENSIONS_PER_LEASE = 3
 #: A waiter gives up after this long; longer than the lease, so a crashed holder's lock
 #: expires before a waiter fails.
 DEFAULT_REDIS_LOCK_TIMEOUT_SECONDS = 45.0
 #: How often a waiter asks Redis for the lock again.
 DEFAULT_LOCK_POLL_SECONDS = 0.02
 
-#: Appended to a token's key to name its lock.
+#: Appended to a token's key to name its lock; no token key may end with it.
 LOCK_SUFFIX = ":lock"
 
 
@@ -35,16 +38,18 @@ class RedisStore:
     """Tokens in Redis, shared by every process on every host that uses the same Redis.
 
     Each token is one string key holding JSON (``redis-cli GET <key>`` shows it; with an
-    ``encryption_key`` the refresh token is encrypted). A token without a refresh token
-    expires from Redis with the access token (a TTL taken from ``expires_at``). A token
-    with a refresh token is kept (no TTL, or ``refresh_ttl_seconds``): the refresh token
-    outlives the access token and is what the next renewal needs.
+    ``encryption_key`` the refresh token is encrypted, and the record is bound to its key).
+    A token without a refresh token expires from Redis with the access token (a TTL taken
+    from ``expires_at``). A token with a refresh token is kept (no TTL, or
+    ``refresh_ttl_seconds``): the refresh token outlives the access token and is what the
+    next renewal needs.
 
-    The lock of a key is redis-py's :meth:`redis.Redis.lock` on ``<key>:lock``, a value with
-    a lease (``lock_lease_seconds``): if the holder dies, even by ``SIGKILL`` or with its
-    host, Redis drops the lock when the lease ends. The lease must outlast one token
-    request, or a second process could renew while the first is still waiting for its
-    answer (with rotating refresh tokens one of them would then get ``invalid_grant``).
+    The lock of a key is redis-py's :meth:`redis.Redis.lock` on ``<key>:lock`` (no token key
+    may end in ``:lock``), a value with a lease (``lock_lease_seconds``). While a holder
+    lives, a short-lived thread extends the lease every third of it, so however long a token
+    request takes, no second process renews meanwhile (with rotating refresh tokens one of
+    them would get ``invalid_grant``). If the holder dies, even by ``SIGKILL`` or with its
+    host, nobody extends it and Redis drops the lock within one lease.
 
     Thread-safe (redis-py clients are). Not picklable: make the store in each process.
     Any Redis failure becomes a :class:`~requests_tokenauth.TokenStoreError` that names
@@ -53,7 +58,8 @@ class RedisStore:
     :param client: a ``redis.Redis`` client (``decode_responses`` either way).
     :param key_prefix: put in front of every key, to keep applications apart in one Redis.
     :param lock_timeout_seconds: how long :meth:`lock` waits for the lock.
-    :param lock_lease_seconds: how long a holder may keep the lock.
+    :param lock_lease_seconds: how long the lock outlives a holder that stopped extending
+        it (a crashed one).
     :param refresh_ttl_seconds: TTL of a token that has a refresh token (``None``: none).
     :param encryption_key: a Fernet key (or a list, the first one encrypting) to encrypt
         refresh tokens at rest; needs the ``encryption`` extra.
@@ -101,16 +107,32 @@ class RedisStore:
         raise TypeError("a RedisStore cannot be pickled; create one in each process")
 
     def redis_key(self, key: str) -> str:
-        """The Redis key that holds ``key``'s token."""
-        return self.key_prefix + key
+        """The Redis key that holds ``key``'s token.
+
+        :raises TokenStoreError: it would end in ``:lock``, the namespace of locks.
+        """
+        name = self.key_prefix + key
+        if name.endswith(LOCK_SUFFIX):
+            # "alice:lock" as a token key would be alice's lock: saving it would block
+            # alice's renewals for good
+            raise TokenStoreError(
+                f"store key {key!r} ends in {LOCK_SUFFIX!r}, which names locks; choose another"
+            )
+        return name
+
+    def lock_key(self, key: str) -> str:
+        """The Redis key of ``key``'s lock: ``<token key>:lock``, a name no token key can
+        have (:meth:`redis_key` refuses them)."""
+        return self.redis_key(key) + LOCK_SUFFIX
 
     # -- load and save --------------------------------------------------------------------
 
     def load(self, key: str) -> Optional[dict[str, Any]]:
         """The token saved under ``key``, or ``None`` if Redis has none.
 
-        :raises TokenStoreError: Redis failed, or the value is not a JSON token object, or
-            its refresh token cannot be decrypted.
+        :raises TokenStoreError: Redis failed, ``key`` ends in ``:lock``, the value is not
+            a JSON token object, or it is an encrypted record the store's key refuses
+            (moved, edited, plaintext, old format).
         """
         name = self.redis_key(key)
         try:
@@ -119,7 +141,7 @@ class RedisStore:
             raise self._failure("GET", name, exc) from None
         if raw is None:
             return None
-        return decode(raw, f"Redis key {name}", self._cipher)
+        return decode(raw, f"Redis key {name}", self._cipher, name)
 
     def save(self, key: str, token: dict[str, Any]) -> None:
         """Replace the token saved under ``key``, with a TTL as the class describes.
@@ -127,7 +149,7 @@ class RedisStore:
         :raises TokenStoreError: Redis failed, or the dict cannot be written as JSON.
         """
         name = self.redis_key(key)
-        text = encode(token, self._cipher)
+        text = encode(token, self._cipher, name)
         try:
             self._client.set(name, text, px=self._ttl_milliseconds(token))
         except self._errors as exc:
@@ -158,17 +180,20 @@ class RedisStore:
 
     @contextlib.contextmanager
     def lock(self, key: str) -> Iterator[None]:
-        """Hold the fleet-wide lock of ``key`` (at most ``lock_lease_seconds``).
+        """Hold the fleet-wide lock of ``key``; while it is held, a short-lived thread
+        extends its lease every third of ``lock_lease_seconds``, so a live holder keeps it
+        however long its token request takes, and a dead one loses it within one lease.
 
         :raises TokenStoreError: not acquired within ``lock_timeout_seconds``, or Redis failed.
         """
-        name = self.redis_key(key) + LOCK_SUFFIX
+        name = self.lock_key(key)
         try:
             lock = self._client.lock(
                 name,
                 timeout=self.lock_lease_seconds,
                 sleep=DEFAULT_LOCK_POLL_SECONDS,
                 blocking_timeout=self.lock_timeout_seconds,
+                thread_local=False,  # the keeper thread extends what this thread acquired
             )
             acquired = lock.acquire()
         except self._errors as exc:
@@ -178,18 +203,45 @@ class RedisStore:
                 f"Redis lock {name} stayed held for {self.lock_timeout_seconds:g}s "
                 "(another process is renewing the token, or is stuck)"
             )
+        stop = threading.Event()
+        keeper = threading.Thread(
+            target=self._keep_lease, args=(lock, name, stop), name="tokenauth-lease", daemon=True
+        )
+        try:
+            keeper.start()
+        except RuntimeError:  # no new threads (interpreter shutting down): the lease alone
+            log.warning("could not start the lease keeper of Redis lock %s", name)
         try:
             yield
         finally:
+            stop.set()
+            if keeper.ident is not None:
+                keeper.join(self.lock_lease_seconds)
             self._release(lock, name)
+
+    def _keep_lease(self, lock: Any, name: str, stop: threading.Event) -> None:
+        """Reset the lease of the held ``lock`` to ``lock_lease_seconds`` every third of it
+        until ``stop`` is set."""
+        while not stop.wait(self.lock_lease_seconds / LEASE_EXTENSIONS_PER_LEASE):
+            try:
+                lock.reacquire()
+            except self._lock_errors:  # the lease ended, or the key was removed
+                log.warning(
+                    "Redis lock %s was lost while held (its lease ended or it was deleted); "
+                    "another process may renew at the same time",
+                    name,
+                )
+                return
+            except self._errors as exc:  # two thirds of the lease left: try again
+                log.warning("could not extend the lease of Redis lock %s: %s", name, _reason(exc))
 
     def _release(self, lock: Any, name: str) -> None:
         try:
             lock.release()
         except self._lock_errors:
             log.warning(
-                "Redis lock %s expired before it was released (a renewal took longer than "
-                "lock_lease_seconds=%g); raise the lease above the token request timeout",
+                "Redis lock %s was gone before it was released (deleted, Redis restarted, or "
+                "its lease of %gs ran out while it could not be extended)",
                 name,
                 self.lock_lease_seconds,
             )
