@@ -17,7 +17,7 @@ from .._token import Token
 from ._client_auth import ClientAssertion, ClientAuth, basic_credentials
 from ._jwt import Key
 from ._response import parse_token_response, raise_for_error
-from ._urls import check_url
+from ._urls import check_url, direct_proxies
 
 if TYPE_CHECKING:
     from .._dpop import DPoPProofs
@@ -313,6 +313,7 @@ class Grant:
                 auth=ClientAuth(self._authorization()),
                 timeout=self.timeout,
                 allow_redirects=False,
+                proxies=direct_proxies(url, allow_insecure_http=self.allow_insecure_http),
             )
         except requests.exceptions.RequestException as exc:
             raise TokenEndpointError(f"{what} to {url} failed: {type(exc).__name__}") from exc
@@ -370,6 +371,9 @@ class Grant:
                     auth=ClientAuth(self._authorization()),
                     timeout=self.timeout,
                     allow_redirects=False,
+                    proxies=direct_proxies(
+                        self.token_url, allow_insecure_http=self.allow_insecure_http
+                    ),
                 )
             except requests.exceptions.RequestException as exc:
                 raise TokenEndpointError(
