@@ -62,8 +62,9 @@ class Grant:
         §2.2), ``private_key_jwt`` (an assertion signed with ``client_key``), ``none`` (a
         public client: ``client_id`` in the body) or ``tls_client_auth`` (RFC 8705: the TLS
         client certificate of ``session.cert``, ``client_id`` in the body). The JWT methods
-        need the ``jwt`` extra and sign a fresh assertion (new ``jti``, 60 s ``exp``) for
-        every request.
+        need the ``jwt`` extra and sign a fresh assertion (new ``jti``, 60 s ``exp``, ``aud``
+        the endpoint called: token, revocation or device authorization) for every request;
+        the key and algorithm are checked, and a probe signed, at construction.
     :param client_key: the private key for ``private_key_jwt`` (PEM, or a ``cryptography``
         key object); never logged or shown.
     :param client_key_id: the ``kid`` header of client assertions, if the server needs it.
@@ -286,11 +287,13 @@ class Grant:
             fields.append(("client_secret", self._client_secret))
         return fields
 
-    def _with_assertion(self, body: str, clock: Clock) -> str:
-        """``body`` plus a fresh client assertion, for the JWT client-authentication methods."""
+    def _with_assertion(self, body: str, clock: Clock, endpoint: Optional[str] = None) -> str:
+        """``body`` plus a fresh client assertion, for the JWT client-authentication methods;
+        its audience is ``endpoint``, the URL the request goes to (default: the token URL)."""
         if self._assertion is None:
             return body
-        fields = urllib.parse.urlencode(self._assertion.fields(self.token_url, clock))
+        audience = endpoint or self.token_url
+        fields = urllib.parse.urlencode(self._assertion.fields(audience, clock))
         return f"{body}&{fields}" if body else fields
 
     def _post_form(
@@ -301,7 +304,9 @@ class Grant:
 
         :raises TokenEndpointError: the request did not get an answer.
         """
-        body = self._with_assertion(urllib.parse.urlencode(fields + self._client_fields()), clock)
+        body = self._with_assertion(
+            urllib.parse.urlencode(fields + self._client_fields()), clock, url
+        )
         try:
             return self._http().post(
                 url,
