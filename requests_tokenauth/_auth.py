@@ -186,7 +186,10 @@ class TokenAuth(AuthBase):
         a request there that the environment's proxy settings would route through a proxy
         raises :class:`OriginNotAllowedError`; checked once per origin).
     :param dpop: a :class:`DPoPKey`: bind tokens to it (RFC 9449); every token request and
-        every resource request then carries a fresh proof.
+        every resource request then carries a fresh proof. A token the server did not bind
+        (``token_type: Bearer``) raises :class:`DPoPDowngradeError` and is not used.
+    :param allow_dpop_downgrade: with ``dpop``, use such an unbound token anyway (a warning
+        is logged for each one).
     """
 
     def __init__(
@@ -207,13 +210,16 @@ class TokenAuth(AuthBase):
         strict_origins: bool = False,
         allow_insecure_http: bool = False,
         dpop: Optional[DPoPKey] = None,
+        allow_dpop_downgrade: bool = False,
     ) -> None:
         #: Which origins may receive the token (and the https rule).
         self.origin_scope = OriginScope(origins, allow_insecure_http=allow_insecure_http)
         # TokenAuth never pins; loopback origins join once checked for proxies
         self._fast_prefixes = self.origin_scope.prefixes
         self._strict = strict_origins
-        self._dpop = None if dpop is None else DPoPProofs(dpop, clock)
+        self._dpop = (
+            None if dpop is None else DPoPProofs(dpop, clock, allow_downgrade=allow_dpop_downgrade)
+        )
         if self._dpop is not None:
             grant.use_dpop(self._dpop)
         extra: dict[str, Any] = {} if random is None else {"random": random}

@@ -389,9 +389,12 @@ class Grant:
             log.debug("token endpoint asked for a DPoP nonce; retrying once with it")
             response.close()
         with response:
-            return self._parse(
+            token = self._parse(
                 response, clock, sent_monotonic, sent_at, grant_type, previous_refresh
             )
+        if dpop is not None:
+            dpop.check_bound(token, f"token endpoint {self.token_url} ({grant_type} grant)")
+        return token
 
     def _parse(
         self,
