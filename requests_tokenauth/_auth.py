@@ -306,6 +306,12 @@ class TokenAuth(AuthBase):
         """
         return self.manager.revoke()
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        # origins checked for proxies here are checked anew where it is unpickled
+        state["_fast_prefixes"] = self.origin_scope.prefixes
+        return state
+
     def __repr__(self) -> str:
         return f"TokenAuth({self.manager.grant!r})"
 

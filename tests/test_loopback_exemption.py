@@ -241,3 +241,18 @@ def test_a_localhost_subdomain_gets_no_plain_http_exemption(fake_clock: FakeCloc
     with pytest.raises(OriginNotAllowedError, match="allow_insecure_http"):
         auth(request)
     assert "Authorization" not in request.headers
+
+
+def test_an_unpickled_token_auth_checks_its_loopback_origins_again(
+    proxy: RecordingProxy, auth_server: AuthServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pickle
+
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    auth = TokenAuth(grant_for(auth_server))  # the system clock: a FakeClock has a lock
+    assert requests.get(auth_server.resource_url, auth=auth, timeout=10).status_code == 200
+    copy = pickle.loads(pickle.dumps(auth))  # e.g. sent to a worker with other settings
+    monkeypatch.delenv("NO_PROXY")
+    with pytest.raises(OriginNotAllowedError, match="NO_PROXY"):
+        requests.get(auth_server.resource_url, auth=copy, timeout=10)
+    assert proxy.everything() == b""
