@@ -188,7 +188,9 @@ class Grant:
     def from_issuer(cls: type[G], issuer: str, /, **kwargs: Any) -> G:
         """This grant, configured from the issuer's metadata (RFC 8414
         ``/.well-known/oauth-authorization-server``, else OpenID Connect
-        ``/.well-known/openid-configuration``), fetched once per process and cached.
+        ``/.well-known/openid-configuration``), fetched once per process and cached (with
+        ``session=``, fetched with that session every time and never cached); at most
+        256 KiB per document and 30 s in all.
 
         The document's ``issuer`` must equal ``issuer`` exactly. Its token endpoint (and the
         device, authorization and revocation endpoints, where this grant uses them) fill in
