@@ -17,6 +17,7 @@ from ._manager import TokenManager
 from ._origins import (
     ALLOWED,
     INSECURE,
+    LOOPBACK,
     Origins,
     OriginScope,
     insecure_error,
@@ -41,13 +42,16 @@ def send_with_token(
 
     A request to any other origin loses our token if it carries it (requests keeps
     ``Authorization`` on an http to https redirect of the same host, for instance) and any
-    DPoP proof; ``Proxy-Authorization`` and other headers are never touched.
+    DPoP proof; ``Proxy-Authorization`` and other headers are never touched. Plain http to
+    this machine (allowed only by the loopback exemption) is sent with no proxy at all.
 
     :raises OriginNotAllowedError: the first request of a pinning adapter is plain http to
         a host that is not this machine, without ``allow_insecure_http``.
     """
     verdict = scope.verdict(request.url)
-    if verdict != ALLOWED:
+    if verdict == LOOPBACK:
+        kwargs = {**kwargs, "proxies": {}}  # the token must not leave the machine in clear
+    elif verdict != ALLOWED:
         if verdict == INSECURE:
             raise insecure_error(request.url)
         current = manager.token

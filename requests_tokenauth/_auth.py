@@ -19,12 +19,17 @@ from ._grants import Grant
 from ._manager import DEFAULT_LOCK_TIMEOUT_SECONDS, TokenCallback, TokenManager
 from ._origins import (
     ALLOWED,
+    DEFAULT_CHECKED_ORIGINS_LIMIT,
     INSECURE,
+    LOOPBACK,
     Origins,
     OriginScope,
+    env_proxy_for,
     insecure_error,
     origin_of,
     origin_url,
+    proxied_error,
+    url_prefixes,
 )
 from ._policy import DEFAULT_POLICY, RefreshPolicy, should_retry_unauthorized
 from ._stores import TokenStore
@@ -180,9 +185,14 @@ class TokenAuth(AuthBase):
     :param strict_origins: raise :class:`OriginNotAllowedError` for a request to an origin
         outside ``origins`` instead of sending it without the token.
     :param allow_insecure_http: let the token travel over plain http to hosts that are not
-        this machine (127.0.0.0/8, ::1 and ``localhost`` are always allowed).
+        this machine (127.0.0.0/8, ::1 and ``localhost`` are always allowed, but without it
+        a request there that the environment's proxy settings would route through a proxy
+        raises :class:`OriginNotAllowedError`; checked once per origin).
     :param dpop: a :class:`DPoPKey`: bind tokens to it (RFC 9449); every token request and
-        every resource request then carries a fresh proof.
+        every resource request then carries a fresh proof. A token the server did not bind
+        (``token_type: Bearer``) raises :class:`DPoPDowngradeError` and is not used.
+    :param allow_dpop_downgrade: with ``dpop``, use such an unbound token anyway (a warning
+        is logged for each one).
     """
 
     def __init__(
@@ -203,12 +213,16 @@ class TokenAuth(AuthBase):
         strict_origins: bool = False,
         allow_insecure_http: bool = False,
         dpop: Optional[DPoPKey] = None,
+        allow_dpop_downgrade: bool = False,
     ) -> None:
         #: Which origins may receive the token (and the https rule).
         self.origin_scope = OriginScope(origins, allow_insecure_http=allow_insecure_http)
-        self._fast_prefixes = self.origin_scope.prefixes  # fixed: TokenAuth never pins
+        # TokenAuth never pins; loopback origins join once checked for proxies
+        self._fast_prefixes = self.origin_scope.prefixes
         self._strict = strict_origins
-        self._dpop = None if dpop is None else DPoPProofs(dpop, clock)
+        self._dpop = (
+            None if dpop is None else DPoPProofs(dpop, clock, allow_downgrade=allow_dpop_downgrade)
+        )
         if self._dpop is not None:
             grant.use_dpop(self._dpop)
         extra: dict[str, Any] = {} if random is None else {"random": random}
@@ -230,7 +244,9 @@ class TokenAuth(AuthBase):
         url = r.url
         if url is None or not url.startswith(self._fast_prefixes):
             verdict = self.origin_scope.verdict(url)
-            if verdict != ALLOWED:
+            if verdict == LOOPBACK:
+                self._check_not_proxied(url)
+            elif verdict != ALLOWED:
                 return self._withhold(r, verdict)
         token = self.manager.get_token()
         r.headers["Authorization"] = token.authorization
@@ -238,6 +254,20 @@ class TokenAuth(AuthBase):
             self._dpop.stamp(r, token)
         r.hooks["response"].append(_RetryHook(self.manager, token, self._dpop))
         return r
+
+    def _check_not_proxied(self, url: Optional[str]) -> None:
+        """Plain http to this machine: refuse if the environment would send it through a
+        proxy (this auth cannot see the session; the adapters bypass proxies instead).
+        Once an origin passes, its prefixes join the fast path: checked once per origin.
+
+        :raises OriginNotAllowedError: a proxy from the environment would carry it.
+        """
+        if url is None or env_proxy_for(url):
+            raise proxied_error(url)
+        origin = origin_of(url)
+        fast = self._fast_prefixes
+        if origin is not None and len(fast) < DEFAULT_CHECKED_ORIGINS_LIMIT:
+            self._fast_prefixes = fast + url_prefixes(origin)  # one assignment: thread-safe
 
     def _withhold(self, r: requests.PreparedRequest, verdict: str) -> requests.PreparedRequest:
         """A request the token must not go to: raise, or send it without the token."""
@@ -278,6 +308,12 @@ class TokenAuth(AuthBase):
         :returns: whether there was a token to revoke.
         """
         return self.manager.revoke()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        # origins checked for proxies here are checked anew where it is unpickled
+        state["_fast_prefixes"] = self.origin_scope.prefixes
+        return state
 
     def __repr__(self) -> str:
         return f"TokenAuth({self.manager.grant!r})"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import secrets
 import urllib.parse
 from collections.abc import Mapping
@@ -18,13 +19,15 @@ from typing import TYPE_CHECKING, Any, Optional
 import requests
 
 from ._clock import Clock
-from ._errors import ConfigurationError
+from ._errors import ConfigurationError, DPoPDowngradeError
 from ._origins import origin_of
 from ._policy import challenge_error
 from ._token import Token
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
+
+log = logging.getLogger("requests_tokenauth")
 
 #: The one algorithm proofs are signed with: ECDSA P-256 with SHA-256 (every DPoP server
 #: supports it; RFC 9449 §4.2 forbids symmetric ones).
@@ -201,16 +204,42 @@ class DPoPProofs:
 
     :param key: the proof key.
     :param clock: where ``iat`` is read (``clock.time()``).
+    :param allow_downgrade: accept (with a warning) a token the server did not bind to the
+        key; by default :meth:`check_bound` refuses it.
     """
 
-    __slots__ = ("key", "_clock", "_nonces")
+    __slots__ = ("key", "_clock", "_nonces", "allow_downgrade")
 
-    def __init__(self, key: DPoPKey, clock: Clock) -> None:
+    def __init__(self, key: DPoPKey, clock: Clock, *, allow_downgrade: bool = False) -> None:
         if not isinstance(key, DPoPKey):
             raise ConfigurationError(f"dpop must be a DPoPKey, not {type(key).__name__}")
         self.key = key
         self._clock = clock
         self._nonces: dict[Any, str] = {}
+        self.allow_downgrade = allow_downgrade
+
+    def check_bound(self, token: Token, where: str) -> None:
+        """Refuse a token from a request that carried a proof but that the server did not
+        bind to the key (``token_type`` not ``DPoP``, RFC 9449 §5): using it would silently
+        turn a sender-constrained client into a bearer one.
+
+        :param where: names the endpoint in the message.
+        :raises DPoPDowngradeError: unless ``allow_downgrade`` (then a warning is logged).
+        """
+        if token.token_type == "DPoP":
+            return
+        if self.allow_downgrade:
+            log.warning(
+                "%s issued a %s token to a DPoP request: using it unbound (allow_dpop_downgrade)",
+                where,
+                token.token_type,
+            )
+            return
+        raise DPoPDowngradeError(
+            f"{where} issued a {token.token_type} token to a DPoP request: it is not bound "
+            "to the key, so it is not used (pass allow_dpop_downgrade=True to accept it)",
+            status_code=200,
+        )
 
     def header(self, method: str, url: str, access_token: Optional[str] = None) -> str:
         """A fresh proof for ``method url``, with the nonce its server gave last, if any."""

@@ -153,6 +153,13 @@ class DeviceCodeExpiredError(InvalidGrantError):
     user approved it; start the device flow again."""
 
 
+class DPoPDowngradeError(InvalidGrantError):
+    """DPoP was asked for (``TokenAuth(dpop=...)``) but the token endpoint issued a token
+    that is not bound to the key (``token_type`` other than ``DPoP``). The token is not used:
+    a stolen copy would work without the key. Terminal until the server binds tokens, or
+    until ``allow_dpop_downgrade=True`` accepts unbound ones."""
+
+
 class StateMismatchError(InvalidGrantError):
     """The authorization redirect's ``state`` is not the one this client sent (a forged or
     stale redirect, RFC 6749 §10.12); the code was not exchanged."""

@@ -8,6 +8,8 @@ import urllib.parse
 from collections.abc import Iterable
 from typing import Any, Optional, Union
 
+import requests
+
 from ._errors import ConfigurationError, OriginNotAllowedError
 from ._grants._urls import is_loopback
 
@@ -21,6 +23,14 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 #: :meth:`OriginScope.verdict` results: the token may go there; the origin is not on the
 #: allow-list; the origin is plain http to a host that is not this machine, without opt-in.
 ALLOWED, OUTSIDE, INSECURE = "allowed", "outside", "insecure"
+
+#: A fourth verdict: plain http to this machine, allowed only by the loopback exemption.
+#: The token may go there, but never through a proxy (it would leave the machine in clear).
+LOOPBACK = "loopback"
+
+#: How many loopback origins a :class:`TokenAuth` remembers as checked for proxies (its
+#: fast path); past that, each request to another one is checked anew.
+DEFAULT_CHECKED_ORIGINS_LIMIT = 32
 
 _INSECURE_HINT = (
     "tokens would travel unencrypted. Use https, or pass allow_insecure_http=True if this "
@@ -63,6 +73,31 @@ def is_secure(origin: Origin, allow_insecure_http: bool) -> bool:
     return origin[0] == "https" or allow_insecure_http or is_loopback(origin[1])
 
 
+def needs_direct(origin: Origin, allow_insecure_http: bool) -> bool:
+    """Whether only the loopback exemption lets a token go to ``origin`` (plain http to
+    this machine, no opt-in): then it must not go through a proxy."""
+    return origin[0] == "http" and not allow_insecure_http and is_loopback(origin[1])
+
+
+def env_proxy_for(url: str) -> bool:
+    """Whether requests would send ``url`` through a proxy named in the environment
+    (``HTTP_PROXY``, ``ALL_PROXY``, ... minus ``NO_PROXY``), decided as requests decides."""
+    proxies = requests.utils.get_environ_proxies(url)
+    return requests.utils.select_proxy(url, proxies) is not None
+
+
+def proxied_error(url: Optional[str]) -> OriginNotAllowedError:
+    """The error for a token that would go to this machine over plain http through a proxy
+    from the environment (the proxy's address is not shown: it may carry credentials)."""
+    origin = origin_of(url)
+    where = origin_url(origin) if origin else "this URL"
+    return OriginNotAllowedError(
+        f"{where} is plain http to this machine, but the environment's proxy settings "
+        "(HTTP_PROXY, ALL_PROXY) would send the request through a proxy, unencrypted. Add "
+        "the host to NO_PROXY, or mount TokenAdapter there (it bypasses proxies for loopback)."
+    )
+
+
 def parse_origins(origins: Origins, *, allow_insecure_http: bool) -> Optional[frozenset[Origin]]:
     """Normalise an origin or a list of origins (``"https://api.example.com"``).
 
@@ -100,10 +135,19 @@ class OriginScope:
 
     Without a list, either every secure origin (``pin_first=False``, what :class:`TokenAuth`
     does) or only the first one asked about (``pin_first=True``, what the adapters do; pinned
-    once, thread-safely). Immutable after pinning; thread-safe.
+    once, thread-safely). Plain http to this machine without ``allow_insecure_http`` gets the
+    verdict :data:`LOOPBACK`: allowed, but never through a proxy. Immutable after pinning;
+    thread-safe.
     """
 
-    __slots__ = ("_origins", "prefixes", "_pin_first", "allow_insecure_http", "_lock")
+    __slots__ = (
+        "_origins",
+        "prefixes",
+        "loopback_prefixes",
+        "_pin_first",
+        "allow_insecure_http",
+        "_lock",
+    )
 
     def __init__(
         self, origins: Origins, *, allow_insecure_http: bool = False, pin_first: bool = False
@@ -116,11 +160,18 @@ class OriginScope:
     def _set(self, origins: Optional[frozenset[Origin]]) -> None:
         self._origins = origins
         #: URL prefixes allowed without parsing the URL (the fast path).
+        self.prefixes: tuple[str, ...]
+        #: URL prefixes of listed origins that get :data:`LOOPBACK`, without parsing the URL.
+        self.loopback_prefixes: tuple[str, ...] = ()
         if origins is None:
             # any https URL is allowed without parsing it; the pinned case has no fast path
-            self.prefixes: tuple[str, ...] = () if self._pin_first else ("https://",)
+            self.prefixes = () if self._pin_first else ("https://",)
         else:
-            self.prefixes = tuple(p for o in sorted(origins) for p in url_prefixes(o))
+            direct = {o for o in origins if needs_direct(o, self.allow_insecure_http)}
+            self.prefixes = tuple(
+                p for o in sorted(origins) if o not in direct for p in url_prefixes(o)
+            )
+            self.loopback_prefixes = tuple(p for o in sorted(direct) for p in url_prefixes(o))
 
     @property
     def origins(self) -> Optional[frozenset[Origin]]:
@@ -128,29 +179,34 @@ class OriginScope:
         return self._origins
 
     def verdict(self, url: Optional[str]) -> str:
-        """:data:`ALLOWED`, :data:`OUTSIDE` or :data:`INSECURE` for a request to ``url``."""
-        if url is not None and url.startswith(self.prefixes):
-            return ALLOWED
+        """:data:`ALLOWED`, :data:`LOOPBACK`, :data:`OUTSIDE` or :data:`INSECURE` for a
+        request to ``url``."""
+        if url is not None:
+            if url.startswith(self.prefixes):
+                return ALLOWED
+            if url.startswith(self.loopback_prefixes):
+                return LOOPBACK
         origin = origin_of(url)
         if origin is None:
             return OUTSIDE
+        allowed = LOOPBACK if needs_direct(origin, self.allow_insecure_http) else ALLOWED
         origins = self._origins
         if origins is None:
             if not is_secure(origin, self.allow_insecure_http):
                 return INSECURE
             if not self._pin_first:
-                return ALLOWED
+                return allowed
             with self._lock:
                 if self._origins is None:
                     self._set(frozenset({origin}))
                     log.debug("token adapter pinned to %s", origin_url(origin))
                 origins = self._origins
             assert origins is not None
-        return ALLOWED if origin in origins else OUTSIDE
+        return allowed if origin in origins else OUTSIDE
 
     def allows(self, url: Optional[str]) -> bool:
-        """Whether a request to ``url`` may carry the token."""
-        return self.verdict(url) == ALLOWED
+        """Whether a request to ``url`` may carry the token (directly, for :data:`LOOPBACK`)."""
+        return self.verdict(url) in (ALLOWED, LOOPBACK)
 
     def __getstate__(self) -> dict[str, Any]:
         return {

@@ -22,6 +22,7 @@ def test_all_is_pinned() -> None:
         "ClientCredentials",
         "Clock",
         "ConfigurationError",
+        "DPoPDowngradeError",
         "DPoPKey",
         "DeviceAuthorization",
         "DeviceCode",

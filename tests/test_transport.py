@@ -30,7 +30,14 @@ from requests_tokenauth import (
     authorize_session,
     wrap_adapter,
 )
-from requests_tokenauth._origins import ALLOWED, INSECURE, OUTSIDE, OriginScope, origin_url
+from requests_tokenauth._origins import (
+    ALLOWED,
+    INSECURE,
+    LOOPBACK,
+    OUTSIDE,
+    OriginScope,
+    origin_url,
+)
 from requests_tokenauth.testing import AuthServer
 
 from .helpers import LIFETIME, service_auth
@@ -222,9 +229,9 @@ def test_token_auth_pickles_with_its_scope(server, other) -> None:
         (["https://api.example.com"], "https://evil.test/api.example.com/", OUTSIDE),
         (["https://api.example.com:8443"], "https://api.example.com:8443/x", ALLOWED),
         (None, "https://anything.example.com/", ALLOWED),
-        (None, "http://127.0.0.5:8080/", ALLOWED),
-        (None, "http://[::1]:8080/", ALLOWED),
-        (None, "http://localhost/", ALLOWED),
+        (None, "http://127.0.0.5:8080/", LOOPBACK),
+        (None, "http://[::1]:8080/", LOOPBACK),
+        (None, "http://localhost/", LOOPBACK),
         (None, "http://api.example.com/", INSECURE),
         (None, "ftp://api.example.com/", OUTSIDE),
         (None, None, OUTSIDE),

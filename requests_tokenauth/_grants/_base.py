@@ -24,7 +24,7 @@ from ._transport import (
     Timeout,
     Transport,
 )
-from ._urls import check_url
+from ._urls import check_url, direct_proxies
 
 if TYPE_CHECKING:
     from .._dpop import DPoPProofs
@@ -68,8 +68,9 @@ class Grant:
         §2.2), ``private_key_jwt`` (an assertion signed with ``client_key``), ``none`` (a
         public client: ``client_id`` in the body) or ``tls_client_auth`` (RFC 8705: the TLS
         client certificate of ``session.cert``, ``client_id`` in the body). The JWT methods
-        need the ``jwt`` extra and sign a fresh assertion (new ``jti``, 60 s ``exp``) for
-        every request.
+        need the ``jwt`` extra and sign a fresh assertion (new ``jti``, 60 s ``exp``, ``aud``
+        the endpoint called: token, revocation or device authorization) for every request;
+        the key and algorithm are checked, and a probe signed, at construction.
     :param client_key: the private key for ``private_key_jwt`` (PEM, or a ``cryptography``
         key object); never logged or shown.
     :param client_key_id: the ``kid`` header of client assertions, if the server needs it.
@@ -210,7 +211,9 @@ class Grant:
     def from_issuer(cls: type[G], issuer: str, /, **kwargs: Any) -> G:
         """This grant, configured from the issuer's metadata (RFC 8414
         ``/.well-known/oauth-authorization-server``, else OpenID Connect
-        ``/.well-known/openid-configuration``), fetched once per process and cached.
+        ``/.well-known/openid-configuration``), fetched once per process and cached (with
+        ``session=``, fetched with that session every time and never cached); at most
+        256 KiB per document and 30 s in all.
 
         The document's ``issuer`` must equal ``issuer`` exactly. Its token endpoint (and the
         device, authorization and revocation endpoints, where this grant uses them) fill in
@@ -314,11 +317,13 @@ class Grant:
             fields.append(("client_secret", self._client_secret))
         return fields
 
-    def _with_assertion(self, body: str, clock: Clock) -> str:
-        """``body`` plus a fresh client assertion, for the JWT client-authentication methods."""
+    def _with_assertion(self, body: str, clock: Clock, endpoint: Optional[str] = None) -> str:
+        """``body`` plus a fresh client assertion, for the JWT client-authentication methods;
+        its audience is ``endpoint``, the URL the request goes to (default: the token URL)."""
         if self._assertion is None:
             return body
-        fields = urllib.parse.urlencode(self._assertion.fields(self.token_url, clock))
+        audience = endpoint or self.token_url
+        fields = urllib.parse.urlencode(self._assertion.fields(audience, clock))
         return f"{body}&{fields}" if body else fields
 
     def _post_form(
@@ -329,10 +334,15 @@ class Grant:
 
         :raises TokenEndpointError: no complete answer within the bounds.
         """
-        body = self._with_assertion(urllib.parse.urlencode(fields + self._client_fields()), clock)
+        body = self._with_assertion(
+            urllib.parse.urlencode(fields + self._client_fields()), clock, url
+        )
         deadline_monotonic = clock.monotonic() + self.max_request_seconds
         auth = ClientAuth(self._authorization())
-        return self._transport.post(url, body, _FORM_HEADERS, auth, clock, deadline_monotonic, what)
+        proxies = direct_proxies(url, allow_insecure_http=self.allow_insecure_http)
+        return self._transport.post(
+            url, body, _FORM_HEADERS, auth, clock, deadline_monotonic, what, proxies=proxies
+        )
 
     def revoke(self, token: str, token_type_hint: str, clock: Clock) -> None:
         """Revoke ``token`` at :attr:`revocation_url` (RFC 7009); an unknown or already
@@ -372,7 +382,7 @@ class Grant:
             if dpop is not None:
                 headers["DPoP"] = dpop.header("POST", self.token_url)
             sent_monotonic, sent_at = clock.monotonic(), clock.time()
-            sent = self._with_assertion(body, clock)
+            sent = self._with_assertion(body, clock, self.token_url)
             response = self._transport.post(
                 self.token_url,
                 sent,
@@ -381,14 +391,18 @@ class Grant:
                 clock,
                 deadline_monotonic,
                 "token request",
+                proxies=direct_proxies(self.token_url, allow_insecure_http=self.allow_insecure_http),
             )
             if dpop is None or not dpop.is_nonce_challenge(response) or attempt == 2:
                 break
             log.debug("token endpoint asked for a DPoP nonce; retrying once with it")
         secrets = (*sent_secrets(sent), self._client_secret)
-        return self._parse(
+        token = self._parse(
             response, clock, sent_monotonic, sent_at, grant_type, previous_refresh, secrets
         )
+        if dpop is not None:
+            dpop.check_bound(token, f"token endpoint {self.token_url} ({grant_type} grant)")
+        return token
 
     def _parse(
         self,

@@ -1,7 +1,7 @@
 """Client authentication at the token endpoint: HTTP Basic (RFC 6749 §2.3.1) and JWT client
 assertions (RFC 7523 §2.2, OpenID Connect Core §9): ``client_secret_jwt`` signs with the
-client secret (HMAC), ``private_key_jwt`` with the client's private key. Every token request
-gets a fresh assertion: a new ``jti`` and a short ``exp``."""
+client secret (HMAC), ``private_key_jwt`` with the client's private key. Every request
+gets a fresh assertion: a new ``jti``, a short ``exp``, and as ``aud`` the endpoint it goes to."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import requests
 
 from .._clock import Clock
 from .._errors import ConfigurationError
-from ._jwt import HMAC_ALGORITHMS, Key, algorithm_for, jwt_module, sign
+from ._jwt import HMAC_ALGORITHMS, Key, algorithm_for, check_signing_key, jwt_module, sign
 
 #: ``client_assertion_type`` of a JWT client assertion (RFC 7523 §2.2).
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -54,6 +54,7 @@ class ClientAssertion:
             algorithm = algorithm or inferred
             if algorithm.startswith("HS"):
                 raise ConfigurationError("private_key_jwt needs an asymmetric algorithm")
+        check_signing_key(key, algorithm, hmac=hmac)  # "none", an RSA key for ES256, ...
         self.client_id = client_id
         self.algorithm = algorithm
         self.key_id = key_id
@@ -63,7 +64,9 @@ class ClientAssertion:
         return f"ClientAssertion({self.client_id!r}, algorithm={self.algorithm!r}, <key>)"
 
     def fields(self, audience: str, clock: Clock) -> list[tuple[str, str]]:
-        """The body fields that authenticate one request to ``audience``."""
+        """The body fields that authenticate one request to ``audience``: the URL of the
+        endpoint the request goes to (token, revocation, device authorization), so that an
+        assertion seen by one endpoint is refused by the others (RFC 7523 §3, point 3)."""
         now = int(clock.time())
         claims = {
             "iss": self.client_id,

@@ -13,6 +13,21 @@ JWT_EXTRA = 'pip install "requests-tokenauth[jwt]"'
 #: Algorithms for HMAC keys (``client_secret_jwt``), by preference.
 HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
 
+#: Asymmetric algorithms by the key type they need (``EC:<curve>`` for ECDSA). ``none`` and
+#: anything else unlisted is refused.
+ASYMMETRIC_ALGORITHMS = {
+    "RS256": "RSA",
+    "RS384": "RSA",
+    "RS512": "RSA",
+    "PS256": "RSA",
+    "PS384": "RSA",
+    "PS512": "RSA",
+    "ES256": "EC:secp256r1",
+    "ES384": "EC:secp384r1",
+    "ES512": "EC:secp521r1",
+    "EdDSA": "EdDSA",
+}
+
 Key = Union[str, bytes, Any]  # PEM text or bytes, or a ``cryptography`` private key object
 
 
@@ -66,6 +81,46 @@ def algorithm_for(key: Key) -> str:
     if isinstance(private, (ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)):
         return "EdDSA"
     raise ConfigurationError(f"unsupported private key type {type(private).__name__}")
+
+
+def _key_kind(private: Any) -> str:
+    from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+
+    if isinstance(private, rsa.RSAPrivateKey):
+        return "RSA"
+    if isinstance(private, ec.EllipticCurvePrivateKey):
+        return f"EC:{private.curve.name}"
+    if isinstance(private, (ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)):
+        return "EdDSA"
+    return type(private).__name__
+
+
+def check_signing_key(key: Key, algorithm: str, *, hmac: bool) -> None:
+    """Refuse, at construction, a key and algorithm that cannot make a valid signature, then
+    sign a probe: a bad pair must not surface only at the first token request (where it
+    would fail again after every backoff).
+
+    :param hmac: ``key`` is a shared secret (an ``HS*`` algorithm), else a private key.
+    :raises ConfigurationError: ``none`` or an unknown algorithm, a key of the wrong type or
+        curve for it, or PyJWT refusing to sign (the message never shows the key).
+    """
+    if hmac:
+        if algorithm not in HMAC_ALGORITHMS:
+            raise ConfigurationError(
+                f"a shared secret signs with {'/'.join(HMAC_ALGORITHMS)}, not {algorithm!r}"
+            )
+    else:
+        needed = ASYMMETRIC_ALGORITHMS.get(algorithm)
+        if needed is None:
+            raise ConfigurationError(
+                f"algorithm {algorithm!r} is not accepted for a private key; use one of "
+                f"{', '.join(ASYMMETRIC_ALGORITHMS)}"
+            )
+        kind = _key_kind(load_private_key(key))
+        if kind != needed:
+            wanted, got = needed.replace(":", " "), kind.replace(":", " ")
+            raise ConfigurationError(f"{algorithm} needs an {wanted} key, not {got}")
+    sign({"probe": True}, key, algorithm)
 
 
 def sign(claims: dict[str, Any], key: Key, algorithm: str, key_id: Optional[str] = None) -> str:

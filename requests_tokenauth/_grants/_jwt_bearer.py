@@ -12,7 +12,7 @@ from .._clock import Clock
 from .._errors import ConfigurationError
 from .._token import Token
 from ._base import Grant
-from ._jwt import Key, algorithm_for, sign
+from ._jwt import Key, algorithm_for, check_signing_key, sign
 
 #: An assertion is good for this long (RFC 7523 §3 asks for a short ``exp``; Google allows
 #: at most an hour).
@@ -73,6 +73,7 @@ class JWTBearer(Grant):
         self.subject = subject
         self.audience = audience or self.token_url
         self.algorithm = algorithm or algorithm_for(key)
+        check_signing_key(key, self.algorithm, hmac=self.algorithm.startswith("HS"))
         self.key_id = key_id
         self.lifetime_seconds = lifetime_seconds
         self.claims = dict(claims or {})

@@ -100,6 +100,7 @@ class Transport:
         clock: Clock,
         deadline_monotonic: float,
         what: str,
+        proxies: Optional[dict[str, Any]] = None,
     ) -> requests.Response:
         """:func:`post_bounded` with this transport's session and bounds.
 
@@ -117,6 +118,7 @@ class Transport:
             deadline_monotonic=deadline_monotonic,
             max_bytes=self.max_response_bytes,
             what=what,
+            proxies=proxies,
         )
 
     def __getstate__(self) -> dict[str, Any]:
@@ -154,6 +156,7 @@ def post_bounded(
     deadline_monotonic: float,
     max_bytes: int,
     what: str,
+    proxies: Optional[dict[str, Any]] = None,
 ) -> requests.Response:
     """POST ``body`` to ``url`` and read the whole answer before ``deadline_monotonic``.
 
@@ -161,6 +164,7 @@ def post_bounded(
     ``.json()`` work as usual).
 
     :param what: names the request in messages, e.g. ``"token request"``.
+    :param proxies: ``proxies=`` for requests (``None``: as the session and environment say).
     :raises RequestDeadlineError: the deadline passed before the answer was complete.
     :raises ResponseTooLargeError: the answer is longer than ``max_bytes``.
     :raises TokenEndpointError: the request got no answer.
@@ -178,6 +182,7 @@ def post_bounded(
                 timeout=(min(connect, remaining), min(read, remaining)),
                 allow_redirects=False,
                 stream=True,
+                proxies=proxies,
             )
     except requests.exceptions.RequestException as exc:
         if watch.fired:

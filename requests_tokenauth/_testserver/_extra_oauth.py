@@ -135,7 +135,11 @@ class ExtraValidator(Validator):
         if kind != CLIENT_ASSERTION_TYPE or request.headers.get("Authorization"):
             return False
         try:
-            claims = self.verify_jwt(_param(request, "client_assertion") or "", client_key=True)
+            claims = self.verify_jwt(
+                _param(request, "client_assertion") or "",
+                client_key=True,
+                endpoint=urlsplit(request.uri).path,
+            )
         except ValueError:
             return False
         client = self._client(claims["sub"])
@@ -146,11 +150,14 @@ class ExtraValidator(Validator):
         request.client_id, request.client = client.client_id, client
         return True
 
-    def verify_jwt(self, token: str, *, client_key: bool) -> dict[str, Any]:
+    def verify_jwt(
+        self, token: str, *, client_key: bool, endpoint: Optional[str] = None
+    ) -> dict[str, Any]:
         """Verify a client assertion (``client_key``) or a JWT bearer assertion: signature
         (the client's secret for HS256, the server's keys otherwise), ``aud`` (the issuer
-        or an endpoint of this server), ``exp``/``iat`` on the server's clock, a ``jti``
-        not seen before.
+        or an endpoint of this server; for a client assertion under
+        ``strict_assertion_audience``, the URL of ``endpoint``, the path it was sent to),
+        ``exp``/``iat`` on the server's clock, a ``jti`` not seen before.
 
         :raises ValueError: it does not verify.
         """
@@ -177,7 +184,7 @@ class ExtraValidator(Validator):
                 token,
                 key,
                 algorithms=[algorithm],
-                audience=server._audiences(),
+                audience=server._audiences(endpoint if client_key else None),
                 options={
                     "verify_exp": False,  # checked below, on the server's clock
                     "verify_iat": False,

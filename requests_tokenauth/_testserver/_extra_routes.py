@@ -61,6 +61,10 @@ class ExtraEndpoints:
         which of ``"oauth-authorization-server"`` and ``"openid-configuration"`` are served.
     ``device_code_lifetime_seconds``, ``device_interval_seconds``, ``code_lifetime_seconds``
         lifetimes and the device polling interval.
+    ``strict_assertion_audience``
+        when true (the default), a client assertion's ``aud`` must be the URL of the
+        endpoint it is sent to, so one seen at ``/revoke`` is refused at ``/token``; when
+        false, the issuer or any endpoint of this server is accepted anywhere.
     """
 
     _extra: ExtraState
@@ -70,6 +74,7 @@ class ExtraEndpoints:
     device_code_lifetime_seconds: float
     device_interval_seconds: float
     code_lifetime_seconds: float
+    strict_assertion_audience: bool
 
     def _init_extra(self, validator: ExtraValidator, bearer: Any) -> None:
         self._extra = ExtraState()
@@ -79,6 +84,7 @@ class ExtraEndpoints:
         self.device_code_lifetime_seconds = 600.0
         self.device_interval_seconds = 5.0
         self.code_lifetime_seconds = 60.0
+        self.strict_assertion_audience = True
         self._extra_counts: dict[str, int] = {"metadata": 0, "revocation": 0, "device": 0}
         self._validator = validator
         self._authorization = AuthorizationEndpoint(
@@ -98,9 +104,13 @@ class ExtraEndpoints:
         """The issuer identifier: :attr:`url` (what ``from_issuer`` is given)."""
         return cast("AuthServer", self).url
 
-    def _audiences(self) -> list[str]:
-        """What a JWT's ``aud`` may name: the issuer or one of this server's endpoints."""
+    def _audiences(self, endpoint: Optional[str] = None) -> list[str]:
+        """What a JWT's ``aud`` may name: the issuer or one of this server's endpoints; for
+        a client assertion sent to ``endpoint`` (a path) under ``strict_assertion_audience``,
+        only that endpoint's URL."""
         url = self.issuer
+        if endpoint is not None and self.strict_assertion_audience:
+            return [url + endpoint]
         return [url, url + "/token", url + "/revoke", url + "/device_authorization"]
 
     # -- keys and device approval --------------------------------------------------

@@ -169,7 +169,7 @@ class Handler(BaseHTTPRequestHandler):
                 self._send_json(*rejected)
                 return
             headers, text, status = srv._token_response(self.path, body, dict(self.headers))
-            if status == 200 and jkt is not None:
+            if status == 200 and jkt is not None and srv.bind_dpop_tokens:
                 text = srv.dpop.bind(text, jkt)
             if status == 200 and kind in SHAPE_FAULTS:
                 token = json.loads(text)

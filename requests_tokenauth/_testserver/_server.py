@@ -56,7 +56,9 @@ class AuthServer(ExtraEndpoints, HostileKnobs, ThreadingHTTPServer):
     fault), ``always_401`` (the resource rejects every token as ``invalid_token``) and
     ``require_dpop_nonce`` (DPoP proofs must carry :attr:`dpop`'s current nonce; without
     it, the token endpoint answers 400 and the resource 401 ``use_dpop_nonce`` with a
-    ``DPoP-Nonce`` header).
+    ``DPoP-Nonce`` header) and ``bind_dpop_tokens`` (default true; false answers a token
+    request that carries a valid proof with a plain ``Bearer`` token, as a server without
+    DPoP support would).
 
     DPoP (RFC 9449): a token request with a valid ``DPoP`` proof gets a ``DPoP`` token
     bound to the proof's key; the resource then wants ``Authorization: DPoP <token>`` and
@@ -94,6 +96,7 @@ class AuthServer(ExtraEndpoints, HostileKnobs, ThreadingHTTPServer):
         self.slow_seconds = slow_seconds
         self.always_401 = False
         self.require_dpop_nonce = False
+        self.bind_dpop_tokens = True
         #: The DPoP proof checker: ``nonce``, ``rotate_nonce()``, ``rejections``, ``accepted``.
         self.dpop = DPoPVerifier(self)
         self._resource_fault: Optional[list[int]] = None  # [status, remaining]

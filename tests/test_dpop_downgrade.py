@@ -1,0 +1,121 @@
+"""DPoP downgrade: with ``TokenAuth(dpop=...)``, a token endpoint that answers with an
+unbound ``Bearer`` token (the testing server's ``bind_dpop_tokens = False``) gets a terminal
+:class:`DPoPDowngradeError` and the token is never sent; ``allow_dpop_downgrade=True`` uses
+it with a warning."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+import requests
+
+pytest.importorskip("cryptography")
+
+from requests_tokenauth import (
+    ClientCredentials,
+    DPoPDowngradeError,
+    DPoPKey,
+    InvalidGrantError,
+    Password,
+    TokenAuth,
+    TokenEvent,
+)
+from requests_tokenauth.testing import AuthServer, FakeClock
+
+from .helpers import EXACT, EXPIRED_AFTER, LIFETIME
+
+
+@pytest.fixture
+def server(auth_server: AuthServer) -> AuthServer:
+    auth_server.token_lifetime_seconds = LIFETIME
+    return auth_server
+
+
+def service_grant(server: AuthServer) -> ClientCredentials:
+    return ClientCredentials(server.token_url, client_id="svc", client_secret="svc-secret")
+
+
+def session_with(auth: TokenAuth) -> requests.Session:
+    session = requests.Session()
+    session.trust_env = False
+    session.auth = auth
+    return session
+
+
+def test_an_unbound_token_is_refused_and_never_sent(server, fake_clock) -> None:
+    server.bind_dpop_tokens = False
+    events: list[TokenEvent] = []
+    auth = TokenAuth(
+        service_grant(server),
+        clock=fake_clock,
+        policy=EXACT,
+        random=lambda: 0.5,
+        dpop=DPoPKey.generate(),
+        on_event=events.append,
+    )
+    with pytest.raises(DPoPDowngradeError) as caught:
+        session_with(auth).get(server.resource_url)
+    assert isinstance(caught.value, InvalidGrantError)  # terminal: the server must change
+    assert caught.value.retryable is False
+    assert "allow_dpop_downgrade" in str(caught.value)
+    assert auth.token is None
+    assert server.resource_requests == 0
+    # remembered like any terminal failure: the next call gets it without a token request
+    with pytest.raises(DPoPDowngradeError):
+        session_with(auth).get(server.resource_url)
+    assert server.token_requests == 1
+    failed = [e for e in events if e.kind == "refresh_failed"]
+    assert [(e.error, e.retryable) for e in failed] == [("DPoPDowngradeError", False)]
+
+
+def test_a_refresh_answered_with_an_unbound_token_is_refused(server, fake_clock) -> None:
+    grant = Password(
+        server.token_url,
+        client_id="app",
+        client_secret="app-secret",
+        username="alice",
+        password="wonderland",
+    )
+    auth = TokenAuth(
+        grant, clock=fake_clock, policy=EXACT, refresh_ahead="inline", dpop=DPoPKey.generate()
+    )
+    session = session_with(auth)
+    assert session.get(server.resource_url).status_code == 200
+    first = auth.token
+    assert first is not None and first.token_type == "DPoP" and first.refresh_token
+    server.bind_dpop_tokens = False
+    fake_clock.advance(EXPIRED_AFTER)
+    with pytest.raises(DPoPDowngradeError):
+        session.get(server.resource_url)
+    assert server.token_requests_by_grant == {"password": 1, "refresh_token": 1}
+    assert [s.authorization.split()[0] for s in server.seen if s.path == "/resource"] == ["DPoP"]
+
+
+def test_allow_dpop_downgrade_uses_the_bearer_token_with_a_warning(
+    server, fake_clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.bind_dpop_tokens = False
+    auth = TokenAuth(
+        service_grant(server),
+        clock=fake_clock,
+        policy=EXACT,
+        dpop=DPoPKey.generate(),
+        allow_dpop_downgrade=True,
+    )
+    with caplog.at_level(logging.WARNING, logger="requests_tokenauth"):
+        response = session_with(auth).get(server.resource_url)
+    assert response.status_code == 200
+    assert response.request.headers["Authorization"].startswith("Bearer ")
+    assert "DPoP" not in response.request.headers
+    assert "allow_dpop_downgrade" in caplog.text
+    assert auth.token is not None and auth.token.access_token not in caplog.text
+
+
+def test_bound_tokens_are_unaffected(server, fake_clock: FakeClock) -> None:
+    auth: Any = TokenAuth(
+        service_grant(server), clock=fake_clock, policy=EXACT, dpop=DPoPKey.generate()
+    )
+    assert session_with(auth).get(server.resource_url).status_code == 200
+    assert auth.token.token_type == "DPoP"
