@@ -81,7 +81,7 @@ class AuthorizationCode(Grant):
 
     def store_identity(self) -> Optional[str]:
         # the token belongs to the person who signs in, whom this grant never learns
-        raise unnamed_user("AuthorizationCode", "its token is the person who signs in's")
+        raise unnamed_user("AuthorizationCode", "whoever signs in owns the token")
 
     @classmethod
     def _use_metadata(cls, metadata: Mapping[str, Any], kwargs: dict[str, Any]) -> None:

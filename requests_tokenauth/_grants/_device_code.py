@@ -111,7 +111,7 @@ class DeviceCode(Grant):
 
     def store_identity(self) -> Optional[str]:
         # the token belongs to the person who approves the device, whom this grant never learns
-        raise unnamed_user("DeviceCode", "its token is the person who approves the device's")
+        raise unnamed_user("DeviceCode", "whoever approves the device owns the token")
 
     @classmethod
     def _use_metadata(cls, metadata: Mapping[str, Any], kwargs: dict[str, Any]) -> None:
