@@ -265,6 +265,8 @@ def refresh_auth(server: AuthServer, clock: FakeClock, **kw: Any) -> TokenAuth:
         client_secret="app-secret",
         revocation_url=server.url + "/revoke",
     )
+    if kw.get("store") is not None:  # a refresh token given only as token= names no user
+        kw.setdefault("store_key", "tests:app:alice")
     return TokenAuth(grant, clock=clock, policy=EXACT, random=lambda: 1.0, **kw)
 
 

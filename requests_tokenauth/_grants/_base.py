@@ -391,7 +391,9 @@ class Grant:
                 clock,
                 deadline_monotonic,
                 "token request",
-                proxies=direct_proxies(self.token_url, allow_insecure_http=self.allow_insecure_http),
+                proxies=direct_proxies(
+                    self.token_url, allow_insecure_http=self.allow_insecure_http
+                ),
             )
             if dpop is None or not dpop.is_nonce_challenge(response) or attempt == 2:
                 break

@@ -45,7 +45,7 @@ class RefreshToken(Grant):
         return self._identity
 
     def __getstate__(self) -> dict[str, Any]:
-        state = super().__getstate__()
+        state = self.__dict__.copy()  # never the live dict: the original keeps its token
         state["_initial_refresh_token"] = None  # a pickle holds no token
         return state
 

@@ -90,7 +90,7 @@ class TokenExchange(Grant):
         )
 
     def __getstate__(self) -> dict[str, Any]:
-        state = super().__getstate__()
+        state = self.__dict__.copy()  # never the live dict: the original keeps its token
         for name in ("_subject_token", "_actor_token"):  # a pickle holds no token
             if isinstance(state[name], str):
                 state[name] = _NOT_PICKLED
