@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any, Callable, Optional
 
 import requests
@@ -13,7 +13,7 @@ from requests.utils import rewind_body
 
 from ._clock import SYSTEM_CLOCK, Clock
 from ._dpop import DPoPKey, DPoPProofs
-from ._errors import OriginNotAllowedError
+from ._errors import ConfigurationError, OriginNotAllowedError
 from ._events import EventCallback
 from ._grants import Grant
 from ._manager import DEFAULT_LOCK_TIMEOUT_SECONDS, TokenCallback, TokenManager
@@ -26,13 +26,35 @@ from ._origins import (
     origin_of,
     origin_url,
 )
-from ._policy import DEFAULT_POLICY, RefreshPolicy, should_retry_unauthorized
+from ._policy import (
+    DEFAULT_POLICY,
+    DEFAULT_REFRESH_STATUS_CODES,
+    RefreshPolicy,
+    Rejection,
+    after_unauthorized,
+)
 from ._stores import TokenStore
 from ._token import Token
 
 log = logging.getLogger("requests_tokenauth")
 
 Send = Callable[..., requests.Response]
+
+
+def refresh_codes(codes: Iterable[int]) -> frozenset[int]:
+    """Checked ``refresh_status_codes``: 4xx statuses (a 5xx is not about the token).
+
+    :raises ConfigurationError: empty, or not all 4xx integers.
+    """
+    try:
+        checked = frozenset(codes)
+    except TypeError:
+        raise ConfigurationError("refresh_status_codes must be a collection of statuses") from None
+    if not checked or not all(
+        isinstance(c, int) and not isinstance(c, bool) and 400 <= c < 500 for c in checked
+    ):
+        raise ConfigurationError("refresh_status_codes must be 4xx statuses, e.g. (401, 403)")
+    return checked
 
 
 def body_replayable(request: requests.PreparedRequest) -> bool:
@@ -50,28 +72,34 @@ def retry_with(
     manager: TokenManager,
     already_retried: bool,
     dpop: Optional[DPoPProofs] = None,
+    refresh_status_codes: Collection[int] = DEFAULT_REFRESH_STATUS_CODES,
 ) -> Optional[requests.PreparedRequest]:
     """The guarded 401 retry, shared by :class:`TokenAuth` and the adapters.
 
-    Decides (in :mod:`._policy`) whether ``response`` deserves a retry, asks the manager to
+    Decides (in :mod:`._policy`) what ``response`` does to the token, asks the manager to
     replace the token that was sent, drains and releases the 401, and returns a copy of
-    the request with the body rewound and the new token stamped. ``None``: return the
-    response as it is.
+    the request with the body rewound, the cookies the 401 set, and the new token stamped.
+    ``None``: return the response as it is. A body that cannot be sent again (a generator,
+    requests-toolbelt's ``MultipartEncoder``) still gets the token replaced, so that the
+    next request succeeds; this one is not re-sent (logged, and an
+    ``unauthorized_not_retried`` event).
 
     With DPoP, a ``use_dpop_nonce`` challenge (or a request whose proof a redirect
     removed) keeps the token and only makes a fresh proof; either way it is the one retry.
     """
-    if response.status_code != 401:
+    status = response.status_code
+    if status not in refresh_status_codes:
         return None
     request = response.request
-    sent_token = request.headers.get("Authorization") == sent.authorization
-    if not should_retry_unauthorized(
-        status_code=response.status_code,
+    verdict = after_unauthorized(
+        status_code=status,
         www_authenticate=response.headers.get("WWW-Authenticate"),
         already_retried=already_retried,
-        sent_token=sent_token,
+        sent_token=request.headers.get("Authorization") == sent.authorization,
         body_replayable=body_replayable(request),
-    ):
+        refresh_status_codes=refresh_status_codes,
+    )
+    if verdict is Rejection.IGNORE:
         return None
     new: Optional[Token] = sent
     if dpop is None or sent.token_type != "DPoP" or not _wants_new_proof(dpop, response):
@@ -80,6 +108,17 @@ def retry_with(
         except BaseException:
             response.close()
             raise
+    if verdict is Rejection.REPLACE:
+        log.info(
+            "%s %s answered %d; its body (%s) cannot be sent again, so it is not retried; "
+            "the next request carries the new token",
+            request.method,
+            origin_url(o) if (o := origin_of(request.url)) else "",
+            status,
+            type(request.body).__name__,
+        )
+        manager.notify_not_retried("body_not_replayable", new)
+        return None
     if new is None:
         return None
     response.content  # noqa: B018 - drain, so the connection goes back to the pool
@@ -91,6 +130,9 @@ def retry_with(
     jar = getattr(retry, "_cookies", None)
     if jar is not None and response.raw is not None:
         extract_cookies_to_jar(jar, request, response.raw)  # type: ignore[no-untyped-call]
+        # prepare_cookies keeps a Cookie header it finds; requests drops it before
+        # re-preparing cookies for a redirect, and so do we, or the 401's cookies are lost
+        retry.headers.pop("Cookie", None)
         retry.prepare_cookies(jar)
     retry.headers["Authorization"] = new.authorization
     if dpop is not None:
@@ -111,15 +153,20 @@ class _RetryHook:
     sent on another (requests#5178). A redirect chain shares it, so the budget covers it.
     """
 
-    __slots__ = ("_manager", "_token", "_retried", "_dpop")
+    __slots__ = ("_manager", "_token", "_retried", "_dpop", "_codes")
 
     def __init__(
-        self, manager: TokenManager, token: Token, dpop: Optional[DPoPProofs] = None
+        self,
+        manager: TokenManager,
+        token: Token,
+        dpop: Optional[DPoPProofs] = None,
+        refresh_status_codes: Collection[int] = DEFAULT_REFRESH_STATUS_CODES,
     ) -> None:
         self._manager = manager
         self._token = token
         self._retried = False
         self._dpop = dpop
+        self._codes = refresh_status_codes
 
     def __call__(self, response: requests.Response, **kwargs: Any) -> requests.Response:
         dpop = self._dpop
@@ -130,17 +177,35 @@ class _RetryHook:
                 # only, so it must not travel on (a same-origin hop gets a fresh one after
                 # its 401, as the one retry)
                 response.request.headers.pop("DPoP", None)
-        if response.status_code != 401:
+        if response.status_code not in self._codes:
             return response
-        retry = retry_with(response, self._token, self._manager, self._retried, dpop)
+        retry = retry_with(response, self._token, self._manager, self._retried, dpop, self._codes)
         if retry is None:
             return response
         self._retried = True
-        connection = response.connection
-        new_response: requests.Response = connection.send(retry, **kwargs)
+        original = response.request
+        # the rejected answer keeps the request as it was sent...
+        response.request = original.copy()
+        new_response: requests.Response = response.connection.send(retry, **kwargs)
         new_response.history.append(response)
         new_response.request = retry
+        if new_response.is_redirect:
+            # ...while requests builds the redirect from the request it was given, not from
+            # our retry: the next hop must carry what the retry carried (the new token, the
+            # 401's cookies), never the rejected token
+            _carry_to_redirect(original, retry)
         return new_response
+
+
+def _carry_to_redirect(original: requests.PreparedRequest, retry: requests.PreparedRequest) -> None:
+    for name in ("Authorization", "Cookie"):
+        value = retry.headers.get(name)
+        if value is None:
+            original.headers.pop(name, None)
+        else:
+            original.headers[name] = value
+    original.headers.pop("DPoP", None)  # names the retry's URL only
+    original._cookies = retry._cookies  # type: ignore[attr-defined]
 
 
 class TokenAuth(AuthBase):
@@ -180,6 +245,11 @@ class TokenAuth(AuthBase):
         this machine (127.0.0.0/8, ::1 and ``localhost`` are always allowed).
     :param dpop: a :class:`DPoPKey`: bind tokens to it (RFC 9449); every token request and
         every resource request then carries a fresh proof.
+    :param refresh_status_codes: the resource statuses that mean "this token was rejected"
+        (default ``(401,)``); ``(401, 403)`` for APIs that answer 403 to an expired or
+        revoked token (django-oauth-toolkit's classic views, Vault). Each gets the same
+        guarded handling as a 401: only for the current token, one retry, no retry for
+        ``insufficient_scope``, the cooldown.
     """
 
     def __init__(
@@ -200,7 +270,10 @@ class TokenAuth(AuthBase):
         strict_origins: bool = False,
         allow_insecure_http: bool = False,
         dpop: Optional[DPoPKey] = None,
+        refresh_status_codes: Iterable[int] = DEFAULT_REFRESH_STATUS_CODES,
     ) -> None:
+        #: The statuses that mean "this token was rejected" (see ``refresh_status_codes``).
+        self.refresh_status_codes = refresh_codes(refresh_status_codes)
         #: Which origins may receive the token (and the https rule).
         self.origin_scope = OriginScope(origins, allow_insecure_http=allow_insecure_http)
         self._fast_prefixes = self.origin_scope.prefixes  # fixed: TokenAuth never pins
@@ -233,7 +306,9 @@ class TokenAuth(AuthBase):
         r.headers["Authorization"] = token.authorization
         if self._dpop is not None:
             self._dpop.stamp(r, token)
-        r.hooks["response"].append(_RetryHook(self.manager, token, self._dpop))
+        r.hooks["response"].append(
+            _RetryHook(self.manager, token, self._dpop, self.refresh_status_codes)
+        )
         return r
 
     def _withhold(self, r: requests.PreparedRequest, verdict: str) -> requests.PreparedRequest:

@@ -17,6 +17,7 @@ EVENT_KINDS = (
     "refresh_failed",
     "token_loaded",
     "unauthorized_retry",
+    "unauthorized_not_retried",
 )
 
 _LEVELS = {
@@ -25,6 +26,7 @@ _LEVELS = {
     "refresh_failed": logging.WARNING,
     "token_loaded": logging.DEBUG,
     "unauthorized_retry": logging.INFO,
+    "unauthorized_not_retried": logging.INFO,
 }
 
 
@@ -34,13 +36,16 @@ class TokenEvent(FrozenSlots):
 
     :ivar kind: one of ``refresh_started``, ``refresh_succeeded``, ``refresh_failed``,
         ``token_loaded`` (taken from a shared store, no token request) and
-        ``unauthorized_retry`` (a 401 answered by one retry with another token).
+        ``unauthorized_retry`` (a 401 answered by one retry with another token) and
+        ``unauthorized_not_retried`` (the token was replaced after a 401 but the request
+        was not re-sent; ``error`` says why, e.g. ``body_not_replayable``).
     :ivar grant_type: the grant that obtains the tokens.
     :ivar cause: why: ``missing``, ``expired``, ``ahead`` (refresh ahead of expiry),
         ``unauthorized`` (a 401) or ``given``.
     :ivar attempt: 1 for the first token request after a success, then 2, 3... while failing.
     :ivar duration_seconds: how long the token request took (``refresh_succeeded/failed``).
-    :ivar error: the OAuth error code or the exception's class name (``refresh_failed``).
+    :ivar error: the OAuth error code or the exception's class name (``refresh_failed``), or
+        why a request was not re-sent (``unauthorized_not_retried``).
     :ivar retryable: whether the failure may pass by itself (``refresh_failed``).
     :ivar next_attempt_in_seconds: the backoff before the next token request (``refresh_failed``).
     :ivar fingerprint: a short hash of the token obtained or retried with; never the token.

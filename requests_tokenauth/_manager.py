@@ -368,6 +368,11 @@ class TokenManager:
         """Report that a request is being retried with ``token`` after a 401."""
         self._event("unauthorized_retry", "unauthorized", token=token)
 
+    def notify_not_retried(self, reason: str, token: Optional[Token]) -> None:
+        """Report that a request was not re-sent after a 401 (``reason``), though its token
+        was replaced by ``token`` (``None``: not replaced) for the next request."""
+        self._event("unauthorized_not_retried", "unauthorized", error=reason, token=token)
+
     def revoke(self) -> bool:
         """Revoke the current token at the grant's revocation endpoint (RFC 7009): its
         refresh token, or the access token when it has none; then forget it (the next call

@@ -188,7 +188,14 @@ class Handler(BaseHTTPRequestHandler):
         srv._count_resource(status)
         if grant is None:
             error = challenge.partition('error="')[2].partition('"')[0] or "unauthorized"
-            self._send_json(status, {"error": error}, {"WWW-Authenticate": challenge, **extra})
+            if challenge:
+                extra = {"WWW-Authenticate": challenge, **extra}
+            if status == 401 and srv.unauthorized_cookie is not None:
+                extra = {"Set-Cookie": srv.unauthorized_cookie, **extra}
+            self._send_json(status, {"error": error}, extra)
+            return
+        if path == "/resource/redirect":  # a protected redirect: /resource/redirect?to=URL
+            self._redirect()
             return
         payload = {
             "client_id": grant.client_id,
@@ -199,6 +206,8 @@ class Handler(BaseHTTPRequestHandler):
             "body_length": len(body),
             "body_sha256": sha256(body).hexdigest(),
         }
+        if self.headers["Cookie"] is not None:
+            payload["cookie"] = self.headers["Cookie"]
         self._send_json(200, payload)
 
     def _redirect(self) -> None:
