@@ -20,6 +20,7 @@ from ._errors import (
     TokenEndpointError,
     TokenRefreshError,
     TokenStoreError,
+    UnsupportedTokenTypeError,
 )
 from ._events import TokenEvent
 from ._grants import (
@@ -77,6 +78,7 @@ __all__ = [
     "TokenState",
     "TokenStore",
     "TokenStoreError",
+    "UnsupportedTokenTypeError",
     "__version__",
     "authorize_session",
     "wrap_adapter",

@@ -59,6 +59,9 @@ def send_with_token(
         if dpop is not None:
             request.headers.pop("DPoP", None)
         return send(request, **kwargs)
+    hooks = manager.grant.compliance_hooks
+    if hooks.protected_request:  # requests-oauthlib-style provider fixes
+        hooks.before_protected_request(request)
     token = manager.get_token()
     request.headers["Authorization"] = token.authorization
     if dpop is not None:

@@ -295,6 +295,8 @@ class TokenAuth(AuthBase):
             lock_timeout_seconds=lock_timeout_seconds,
             **extra,
         )
+        # the live list: hooks registered later count too, an empty one costs nothing
+        self._protected_hooks = grant.compliance_hooks.protected_request
 
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
         url = r.url
@@ -302,6 +304,8 @@ class TokenAuth(AuthBase):
             verdict = self.origin_scope.verdict(url)
             if verdict != ALLOWED:
                 return self._withhold(r, verdict)
+        if self._protected_hooks:  # requests-oauthlib-style provider fixes
+            self.manager.grant.compliance_hooks.before_protected_request(r)
         token = self.manager.get_token()
         r.headers["Authorization"] = token.authorization
         if self._dpop is not None:

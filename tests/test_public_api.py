@@ -51,6 +51,7 @@ def test_all_is_pinned() -> None:
         "TokenState",
         "TokenStore",
         "TokenStoreError",
+        "UnsupportedTokenTypeError",
         "__version__",
         "authorize_session",
         "wrap_adapter",

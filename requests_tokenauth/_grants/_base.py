@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import urllib.parse
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Optional, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional, TypeVar, Union
 
 import requests
 from oauthlib.oauth2 import Client
@@ -15,6 +15,7 @@ from .._clock import Clock
 from .._errors import ConfigurationError, InvalidGrantError, TokenEndpointError
 from .._token import Token
 from ._client_auth import ClientAssertion, ClientAuth, basic_credentials
+from ._compliance import ComplianceHooks
 from ._jwt import Key
 from ._response import parse_token_response, raise_for_error
 from ._urls import check_url
@@ -182,6 +183,30 @@ class Grant:
         if self._dpop is not None and self._dpop.key is not proofs.key:
             raise ConfigurationError("this grant already sends DPoP proofs for another key")
         self._dpop = proofs
+
+    #: requests-oauthlib-style fixes for providers that leave the RFC; see
+    #: :meth:`register_compliance_hook`. Created on first use.
+    _compliance: Optional[ComplianceHooks] = None
+
+    @property
+    def compliance_hooks(self) -> ComplianceHooks:
+        """The compliance hooks registered on this grant."""
+        if self._compliance is None:
+            self._compliance = ComplianceHooks()
+        return self._compliance
+
+    def register_compliance_hook(self, hook_type: str, hook: Callable[..., Any]) -> None:
+        """Register a fix for a provider that leaves RFC 6749, exactly as on
+        requests-oauthlib's ``OAuth2Session``, so its fixes work unchanged:
+        ``ebay_compliance_fix(grant)``. Hook types: ``access_token_request``,
+        ``refresh_token_request`` (``(url, headers, body) -> (url, headers, body)``),
+        ``access_token_response``, ``refresh_token_response`` (``Response -> Response``,
+        before parsing) and ``protected_request`` (``(url, headers, body) -> (url, headers,
+        body)``, on each resource request, before it is stamped).
+
+        :raises ConfigurationError: an unknown hook type.
+        """
+        self.compliance_hooks.register(hook_type, hook)
 
     @classmethod
     def from_issuer(cls: type[G], issuer: str, /, **kwargs: Any) -> G:
@@ -355,6 +380,10 @@ class Grant:
             "Content-Type": "application/x-www-form-urlencoded;charset=UTF-8",
             "Accept": "application/json",
         }
+        hooks = self._compliance
+        url = self.token_url
+        if hooks:  # requests-oauthlib-style provider fixes
+            url, headers, body = hooks.before_token_request(grant_type, url, headers, body)
         dpop = self._dpop
         # With DPoP, a 400 use_dpop_nonce earns one retry with the server's nonce (RFC 9449
         # section 8); every attempt gets a fresh proof and a fresh client assertion.
@@ -364,7 +393,7 @@ class Grant:
             sent_monotonic, sent_at = clock.monotonic(), clock.time()
             try:
                 response = self._http().post(
-                    self.token_url,
+                    url,
                     data=self._with_assertion(body, clock).encode("utf-8"),
                     headers=headers,
                     auth=ClientAuth(self._authorization()),
@@ -379,6 +408,8 @@ class Grant:
                 break
             log.debug("token endpoint asked for a DPoP nonce; retrying once with it")
             response.close()
+        if hooks:
+            response = hooks.after_token_response(grant_type, response)
         with response:
             return self._parse(
                 response, clock, sent_monotonic, sent_at, grant_type, previous_refresh

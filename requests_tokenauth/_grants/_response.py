@@ -15,6 +15,7 @@ from .._errors import (
     MalformedTokenResponseError,
     TokenEndpointError,
     TokenRefreshError,
+    UnsupportedTokenTypeError,
     redact_body,
 )
 from .._policy import parse_retry_after
@@ -93,9 +94,13 @@ def parse_token_response(
             f"{where} with an unusable token: {exc}", status_code=status, body=redact_body(text)
         ) from None
     if token.token_type != "Bearer" and (token.token_type != "DPoP" or not dpop):
-        raise MalformedTokenResponseError(
+        raise UnsupportedTokenTypeError(
             f"{where} with token_type {token.token_type!r}; only Bearer is supported "
-            "(and DPoP, with TokenAuth(dpop=...))",
+            "(and DPoP, with TokenAuth(dpop=...)). If this provider's tokens are bearer "
+            "tokens under another name, a compliance hook can fix the response: "
+            "grant.register_compliance_hook('access_token_response', fix), or "
+            "requests-oauthlib's fix for it, e.g. ebay_compliance_fix(grant)",
+            error="unsupported_token_type",
             status_code=status,
             body=redact_body(text),
         )

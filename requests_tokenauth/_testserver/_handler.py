@@ -169,6 +169,8 @@ class Handler(BaseHTTPRequestHandler):
                 token = json.loads(text)
                 SHAPE_FAULTS[kind](token)
                 text = json.dumps(token)
+            if status == 200 and srv.token_type is not None:  # a provider that names it oddly
+                text = json.dumps({**json.loads(text), "token_type": srv.token_type})
             self._send(status, text.encode(), headers=headers)
 
     def _target_url(self) -> str:

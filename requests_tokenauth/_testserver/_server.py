@@ -55,7 +55,8 @@ class AuthServer(ExtraEndpoints, ThreadingHTTPServer):
     fault), ``always_401`` (the resource rejects every token as ``invalid_token``) and
     ``invalid_token_status`` (401, or 403 for the 403 mode: an unknown, expired or revoked
     token gets 403 with no challenge), ``unauthorized_cookie`` (a ``Set-Cookie`` value sent
-    with every resource 401) and ``require_dpop_nonce`` (DPoP proofs must carry
+    with every resource 401), ``token_type`` (what successful token responses name their
+    token type) and ``require_dpop_nonce`` (DPoP proofs must carry
     :attr:`dpop`'s current nonce; without it, the token endpoint answers 400 and the
     resource 401 ``use_dpop_nonce`` with a ``DPoP-Nonce`` header).
 
@@ -102,6 +103,10 @@ class AuthServer(ExtraEndpoints, ThreadingHTTPServer):
         #: A ``Set-Cookie`` value sent with every resource 401 (a load balancer's sticky
         #: session cookie, for instance); ``None``: no cookie.
         self.unauthorized_cookie: Optional[str] = None
+        #: The ``token_type`` written into every successful token response, for providers
+        #: that name bearer tokens oddly (``"Application Access Token"``, ``"N_A"``); the
+        #: resource still wants ``Bearer``. ``None``: ``"Bearer"``.
+        self.token_type: Optional[str] = None
         #: The DPoP proof checker: ``nonce``, ``rotate_nonce()``, ``rejections``, ``accepted``.
         self.dpop = DPoPVerifier(self)
         self._resource_fault: Optional[list[int]] = None  # [status, remaining]
