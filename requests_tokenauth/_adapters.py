@@ -11,7 +11,7 @@ import requests
 import wrapt
 from requests.adapters import HTTPAdapter
 
-from ._auth import Send, TokenAuth, refresh_codes, retry_with
+from ._auth import TokenAuth
 from ._dpop import DPoPProofs
 from ._errors import ConfigurationError
 from ._manager import TokenManager
@@ -25,6 +25,7 @@ from ._origins import (
     url_prefixes,
 )
 from ._policy import DEFAULT_REFRESH_STATUS_CODES
+from ._retry import Send, refresh_codes, retry_with
 
 #: wrapt 2 has ``BaseObjectProxy`` (no operator overloads to surprise anyone); wrapt 1.17
 #: only ``ObjectProxy``, which is the same for an adapter.

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Callable, Optional
 
 import requests
 from requests.auth import AuthBase
-from requests.cookies import extract_cookies_to_jar
-from requests.utils import rewind_body
 
 from ._clock import SYSTEM_CLOCK, Clock
 from ._dpop import DPoPKey, DPoPProofs
-from ._errors import ConfigurationError, OriginNotAllowedError
+from ._errors import OriginNotAllowedError
 from ._events import EventCallback
 from ._grants import Grant
-from ._manager import DEFAULT_LOCK_TIMEOUT_SECONDS, TokenCallback, TokenManager
+from ._manager import DEFAULT_LOCK_TIMEOUT_SECONDS, TokenManager
+from ._on_token import token_callback
 from ._origins import (
     ALLOWED,
     INSECURE,
@@ -26,186 +25,12 @@ from ._origins import (
     origin_of,
     origin_url,
 )
-from ._policy import (
-    DEFAULT_POLICY,
-    DEFAULT_REFRESH_STATUS_CODES,
-    RefreshPolicy,
-    Rejection,
-    after_unauthorized,
-)
+from ._policy import DEFAULT_POLICY, DEFAULT_REFRESH_STATUS_CODES, RefreshPolicy
+from ._retry import RetryHook, refresh_codes
 from ._stores import TokenStore
 from ._token import Token
 
 log = logging.getLogger("requests_tokenauth")
-
-Send = Callable[..., requests.Response]
-
-
-def refresh_codes(codes: Iterable[int]) -> frozenset[int]:
-    """Checked ``refresh_status_codes``: 4xx statuses (a 5xx is not about the token).
-
-    :raises ConfigurationError: empty, or not all 4xx integers.
-    """
-    try:
-        checked = frozenset(codes)
-    except TypeError:
-        raise ConfigurationError("refresh_status_codes must be a collection of statuses") from None
-    if not checked or not all(
-        isinstance(c, int) and not isinstance(c, bool) and 400 <= c < 500 for c in checked
-    ):
-        raise ConfigurationError("refresh_status_codes must be 4xx statuses, e.g. (401, 403)")
-    return checked
-
-
-def body_replayable(request: requests.PreparedRequest) -> bool:
-    """Whether the body can be sent again in full: none, bytes/str, or a stream whose
-    start position requests recorded (a ``BytesIO`` or file). Generators cannot."""
-    body: object = request.body
-    if body is None or isinstance(body, (bytes, str)):
-        return True
-    return isinstance(getattr(request, "_body_position", None), int)
-
-
-def retry_with(
-    response: requests.Response,
-    sent: Token,
-    manager: TokenManager,
-    already_retried: bool,
-    dpop: Optional[DPoPProofs] = None,
-    refresh_status_codes: Collection[int] = DEFAULT_REFRESH_STATUS_CODES,
-) -> Optional[requests.PreparedRequest]:
-    """The guarded 401 retry, shared by :class:`TokenAuth` and the adapters.
-
-    Decides (in :mod:`._policy`) what ``response`` does to the token, asks the manager to
-    replace the token that was sent, drains and releases the 401, and returns a copy of
-    the request with the body rewound, the cookies the 401 set, and the new token stamped.
-    ``None``: return the response as it is. A body that cannot be sent again (a generator,
-    requests-toolbelt's ``MultipartEncoder``) still gets the token replaced, so that the
-    next request succeeds; this one is not re-sent (logged, and an
-    ``unauthorized_not_retried`` event).
-
-    With DPoP, a ``use_dpop_nonce`` challenge (or a request whose proof a redirect
-    removed) keeps the token and only makes a fresh proof; either way it is the one retry.
-    """
-    status = response.status_code
-    if status not in refresh_status_codes:
-        return None
-    request = response.request
-    verdict = after_unauthorized(
-        status_code=status,
-        www_authenticate=response.headers.get("WWW-Authenticate"),
-        already_retried=already_retried,
-        sent_token=request.headers.get("Authorization") == sent.authorization,
-        body_replayable=body_replayable(request),
-        refresh_status_codes=refresh_status_codes,
-    )
-    if verdict is Rejection.IGNORE:
-        return None
-    new: Optional[Token] = sent
-    if dpop is None or sent.token_type != "DPoP" or not _wants_new_proof(dpop, response):
-        try:
-            new = manager.replace(sent)
-        except BaseException:
-            response.close()
-            raise
-    if verdict is Rejection.REPLACE:
-        log.info(
-            "%s %s answered %d; its body (%s) cannot be sent again, so it is not retried; "
-            "the next request carries the new token",
-            request.method,
-            origin_url(o) if (o := origin_of(request.url)) else "",
-            status,
-            type(request.body).__name__,
-        )
-        manager.notify_not_retried("body_not_replayable", new)
-        return None
-    if new is None:
-        return None
-    response.content  # noqa: B018 - drain, so the connection goes back to the pool
-    response.close()
-    retry = request.copy()
-    body: object = retry.body
-    if body is not None and not isinstance(body, (bytes, str)):
-        rewind_body(retry)
-    jar = getattr(retry, "_cookies", None)
-    if jar is not None and response.raw is not None:
-        extract_cookies_to_jar(jar, request, response.raw)  # type: ignore[no-untyped-call]
-        # prepare_cookies keeps a Cookie header it finds; requests drops it before
-        # re-preparing cookies for a redirect, and so do we, or the 401's cookies are lost
-        retry.headers.pop("Cookie", None)
-        retry.prepare_cookies(jar)
-    retry.headers["Authorization"] = new.authorization
-    if dpop is not None:
-        dpop.stamp(retry, new)
-    if new is not sent:
-        manager.notify_retry(new)
-    return retry
-
-
-def _wants_new_proof(dpop: DPoPProofs, response: requests.Response) -> bool:
-    return dpop.is_nonce_challenge(response) or "DPoP" not in response.request.headers
-
-
-class _RetryHook:
-    """The response hook of one request: the token it carried and its one-retry budget.
-
-    Lives on the request, not in a thread-local: a request prepared on one thread may be
-    sent on another (requests#5178). A redirect chain shares it, so the budget covers it.
-    """
-
-    __slots__ = ("_manager", "_token", "_retried", "_dpop", "_codes")
-
-    def __init__(
-        self,
-        manager: TokenManager,
-        token: Token,
-        dpop: Optional[DPoPProofs] = None,
-        refresh_status_codes: Collection[int] = DEFAULT_REFRESH_STATUS_CODES,
-    ) -> None:
-        self._manager = manager
-        self._token = token
-        self._retried = False
-        self._dpop = dpop
-        self._codes = refresh_status_codes
-
-    def __call__(self, response: requests.Response, **kwargs: Any) -> requests.Response:
-        dpop = self._dpop
-        if dpop is not None and response.status_code != 401:
-            dpop.remember_nonce(response)
-            if response.is_redirect:
-                # requests copies this request for the redirect; its proof names this URL
-                # only, so it must not travel on (a same-origin hop gets a fresh one after
-                # its 401, as the one retry)
-                response.request.headers.pop("DPoP", None)
-        if response.status_code not in self._codes:
-            return response
-        retry = retry_with(response, self._token, self._manager, self._retried, dpop, self._codes)
-        if retry is None:
-            return response
-        self._retried = True
-        original = response.request
-        # the rejected answer keeps the request as it was sent...
-        response.request = original.copy()
-        new_response: requests.Response = response.connection.send(retry, **kwargs)
-        new_response.history.append(response)
-        new_response.request = retry
-        if new_response.is_redirect:
-            # ...while requests builds the redirect from the request it was given, not from
-            # our retry: the next hop must carry what the retry carried (the new token, the
-            # 401's cookies), never the rejected token
-            _carry_to_redirect(original, retry)
-        return new_response
-
-
-def _carry_to_redirect(original: requests.PreparedRequest, retry: requests.PreparedRequest) -> None:
-    for name in ("Authorization", "Cookie"):
-        value = retry.headers.get(name)
-        if value is None:
-            original.headers.pop(name, None)
-        else:
-            original.headers[name] = value
-    original.headers.pop("DPoP", None)  # names the retry's URL only
-    original._cookies = retry._cookies  # type: ignore[attr-defined]
 
 
 class TokenAuth(AuthBase):
@@ -225,7 +50,13 @@ class TokenAuth(AuthBase):
     :param grant: how tokens are obtained, e.g. :class:`ClientCredentials`.
     :param token: a token dict saved earlier (requests-oauthlib / Authlib shape).
     :param on_token: called once per newly obtained token with its dict; use it to persist
-        rotated refresh tokens. Runs on the thread that obtained the token.
+        rotated refresh tokens. A callback that declares a ``previous`` parameter
+        (``def save(token, previous=None)``) is also given the token dict it replaces: the
+        last one it saved without raising, else ``token=``, else ``None`` (how a saver finds
+        its row by the old refresh token). Runs on the thread that obtained the token, after
+        the lock is released: the caller's own thread for a first, expired or 401
+        renewal, the short-lived ``tokenauth-refresh`` thread for a refresh ahead of expiry
+        (so no web framework's request context is there).
     :param on_event: called with each :class:`TokenEvent` (refresh started / succeeded /
         failed, token loaded from the store, 401 retry); never given a secret.
     :param store: a :class:`TokenStore` shared with other processes or hosts; with it,
@@ -257,7 +88,7 @@ class TokenAuth(AuthBase):
         grant: Grant,
         *,
         token: Optional[Mapping[str, Any]] = None,
-        on_token: Optional[TokenCallback] = None,
+        on_token: Optional[Callable[..., None]] = None,
         on_event: Optional[EventCallback] = None,
         store: Optional[TokenStore] = None,
         store_key: Optional[str] = None,
@@ -285,7 +116,7 @@ class TokenAuth(AuthBase):
         self.manager = TokenManager(
             grant,
             token=token,
-            on_token=on_token,
+            on_token=token_callback(on_token, token),
             on_event=on_event,
             store=store,
             store_key=store_key,
@@ -297,6 +128,55 @@ class TokenAuth(AuthBase):
         )
         # the live list: hooks registered later count too, an empty one costs nothing
         self._protected_hooks = grant.compliance_hooks.protected_request
+
+    @classmethod
+    def from_oauth2_session(
+        cls,
+        oauth2_session: Any,
+        *,
+        token_url: Optional[str] = None,
+        client_secret: Optional[str] = None,
+        auth_method: Optional[str] = None,
+        **options: Any,
+    ) -> TokenAuth:
+        """The :class:`TokenAuth` equivalent to a requests-oauthlib ``OAuth2Session``, for a
+        one-line migration: ``session.auth = TokenAuth.from_oauth2_session(oauth)``.
+
+        Taken from the session: the grant (refresh token at ``auto_refresh_url`` when its
+        token has a refresh token, client credentials for a ``BackendApplicationClient``),
+        its token, ``scope``, ``auto_refresh_kwargs`` (a ``client_secret`` there is sent in
+        the body, as requests-oauthlib did; the rest with every token request),
+        ``token_updater`` as ``on_token``, its compliance hooks, and its ``verify``,
+        ``cert``, ``proxies`` and ``trust_env`` for token requests. requests-oauthlib is
+        not imported. The ``OAuth2Session`` is left as it was; use a plain
+        :class:`requests.Session` (or the same one, with ``auth`` set) from then on.
+
+        :param oauth2_session: a ``requests_oauthlib.OAuth2Session``.
+        :param token_url: the token endpoint when the session does not know it (a backend
+            application's ``fetch_token(token_url=...)`` is not kept).
+        :param client_secret: the client secret when neither the session nor its
+            ``auto_refresh_kwargs`` keep it.
+        :param auth_method: how the client authenticates (see :class:`Grant`); default:
+            as requests-oauthlib did.
+        :param options: other :class:`TokenAuth` parameters (``on_token=`` replaces
+            ``token_updater``; ``allow_insecure_http`` applies to the token URL too).
+        :raises ConfigurationError: the session's token cannot be renewed, or a
+            ``protected_request`` hook that reads the session's own token.
+        """
+        from ._oauth2_session import grant_from_oauth2_session
+
+        grant, token = grant_from_oauth2_session(
+            oauth2_session,
+            token_url=token_url,
+            client_secret=client_secret,
+            auth_method=auth_method,
+            allow_insecure_http=bool(options.get("allow_insecure_http", False)),
+        )
+        options.setdefault("token", token)
+        updater = getattr(oauth2_session, "token_updater", None)
+        if updater is not None:
+            options.setdefault("on_token", updater)
+        return cls(grant, **options)
 
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
         url = r.url
@@ -311,7 +191,7 @@ class TokenAuth(AuthBase):
         if self._dpop is not None:
             self._dpop.stamp(r, token)
         r.hooks["response"].append(
-            _RetryHook(self.manager, token, self._dpop, self.refresh_status_codes)
+            RetryHook(self.manager, token, self._dpop, self.refresh_status_codes)
         )
         return r
 
