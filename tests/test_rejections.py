@@ -197,3 +197,20 @@ def test_a_cookie_set_by_the_401_goes_with_the_retry(server, fake_clock) -> None
     assert [r.status_code for r in response.history] == [401]
     sent = sorted(response.json()["cookie"].split("; "))
     assert sent == ["app=1", "lb=node-7"]
+
+
+def test_adapter_replaces_the_token_for_an_unreplayable_body_too(server, fake_clock) -> None:
+    events: list[TokenEvent] = []
+    auth = service_auth(server, fake_clock, on_event=events.append)
+    session = requests.Session()
+    session.trust_env = False
+    session.mount(server.url + "/", TokenAdapter(auth))
+    assert session.get(server.resource_url).status_code == 200
+    server.revoke_all()
+    first = session.post(server.resource_url, data=(b"chunk" for _ in range(3)))
+    assert first.status_code == 401
+    assert server.token_requests == 2
+    assert [e.kind for e in events].count("unauthorized_not_retried") == 1
+    second = session.post(server.resource_url, data=(b"chunk" for _ in range(3)))
+    assert second.status_code == 200
+    assert server.token_requests == 2
