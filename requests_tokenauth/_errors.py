@@ -94,13 +94,11 @@ class MalformedTokenResponseError(TokenEndpointError):
     """The endpoint answered 2xx with something that is not a usable token response."""
 
 
-class UnsupportedTokenTypeError(MalformedTokenResponseError, InvalidGrantError):
+class UnsupportedTokenTypeError(InvalidGrantError):
     """Terminal: the endpoint answered 2xx with a ``token_type`` this client cannot send
     (``"N_A"``, ``"Application Access Token"``, ...). Asking again gets the same answer; a
     compliance hook (:meth:`Grant.register_compliance_hook`) can rewrite it to Bearer.
     ``error`` is ``"unsupported_token_type"``."""
-
-    retryable = False
 
 
 class AccessDeniedError(InvalidGrantError):

@@ -66,8 +66,8 @@ def test_an_unusable_token_type_is_terminal_and_names_compliance_hooks(server, f
     session = session_for(service_auth(server, fake_clock))
     with pytest.raises(UnsupportedTokenTypeError) as first:
         session.get(server.resource_url)
-    assert isinstance(first.value, InvalidGrantError)
-    assert isinstance(first.value, MalformedTokenResponseError)  # as before: a bad 2xx
+    assert isinstance(first.value, InvalidGrantError)  # terminal, not a transient error
+    assert not isinstance(first.value, TokenEndpointError)
     assert first.value.retryable is False
     assert first.value.error == "unsupported_token_type"
     assert "'N_A'" in str(first.value) and "compliance hook" in str(first.value)

@@ -200,7 +200,7 @@ def test_retry_after_is_kept() -> None:
 
 def test_error_body_is_kept_redacted() -> None:
     body = {"access_token": "LEAKED-AT", "token_type": "mac", "refresh_token": "LEAKED-RT"}
-    with pytest.raises(MalformedTokenResponseError) as info:
+    with pytest.raises(UnsupportedTokenTypeError) as info:
         parse(CC, response(200, body))
     assert "LEAKED" not in str(info.value) + repr(info.value) + (info.value.body or "")
     assert "mac" in (info.value.body or "")
