@@ -140,6 +140,16 @@ def test_a_json_fix_given_an_error_page_lets_the_real_error_through(server, fake
     assert info.value.status_code == 503
 
 
+def test_a_hook_cannot_send_the_token_request_over_plain_http(server, fake_clock) -> None:
+    grant = ClientCredentials(server.token_url, client_id="svc", client_secret="svc-secret")
+    grant.register_compliance_hook(
+        "access_token_request", lambda url, headers, body: ("http://idp.example/t", headers, body)
+    )
+    with pytest.raises(ConfigurationError, match="http"):
+        TokenAuth(grant, clock=fake_clock).get_token()
+    assert server.token_requests == 0
+
+
 def test_unknown_hook_types_are_refused() -> None:
     grant = ClientCredentials("https://idp.example/token", client_id="svc", client_secret="s")
     with pytest.raises(ConfigurationError, match="access_token_response"):

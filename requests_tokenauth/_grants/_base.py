@@ -383,7 +383,9 @@ class Grant:
         hooks = self._compliance
         url = self.token_url
         if hooks:  # requests-oauthlib-style provider fixes
-            url, headers, body = hooks.before_token_request(grant_type, url, headers, body)
+            url, headers, body = hooks.before_token_request(
+                grant_type, url, headers, body, allow_insecure_http=self.allow_insecure_http
+            )
         dpop = self._dpop
         # With DPoP, a 400 use_dpop_nonce earns one retry with the server's nonce (RFC 9449
         # section 8); every attempt gets a fresh proof and a fresh client assertion.

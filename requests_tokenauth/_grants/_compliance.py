@@ -12,6 +12,7 @@ from typing import Any, Callable
 import requests
 
 from .._errors import ConfigurationError, MalformedTokenResponseError
+from ._urls import check_url
 
 log = logging.getLogger("requests_tokenauth")
 
@@ -75,19 +76,29 @@ class ComplianceHooks:
         return self._hooks["protected_request"]
 
     def before_token_request(
-        self, grant_type: str, url: str, headers: dict[str, str], body: str
+        self,
+        grant_type: str,
+        url: str,
+        headers: dict[str, str],
+        body: str,
+        *,
+        allow_insecure_http: bool = False,
     ) -> tuple[str, dict[str, str], str]:
-        """Run the ``*_token_request`` hooks of ``grant_type``'s request.
+        """Run the ``*_token_request`` hooks of ``grant_type``'s request. A URL a hook
+        changed is held to the same rule as the grant's (https, or http to loopback).
 
         :raises ConfigurationError: a hook raised (the hook is named, its message is not:
-            it may hold the request's secrets).
+            it may hold the request's secrets), or its URL is not allowed.
         """
+        original = url
         for hook in self._hooks[_kind(grant_type) + "_token_request"]:
             try:
                 url, new_headers, body = hook(url, headers, body)
             except Exception as exc:
                 raise ConfigurationError(_failed(hook, exc)) from exc
             headers = dict(new_headers)
+        if url != original:
+            url = check_url(url, "token URL", allow_insecure_http=allow_insecure_http)
         return url, headers, body
 
     def after_token_response(
