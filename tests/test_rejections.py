@@ -190,11 +190,15 @@ def test_a_redirect_after_the_retry_carries_the_new_token(server, fake_clock) ->
 def test_a_cookie_set_by_the_401_goes_with_the_retry(server, fake_clock) -> None:
     auth = service_auth(server, fake_clock)
     session = revoked_session(server, auth)
+    old = auth.token
     session.cookies.set("app", "1", domain="127.0.0.1", path="/")
     server.unauthorized_cookie = "lb=node-7; Path=/"
     response = session.get(server.resource_url)
     assert response.status_code == 200
     assert [r.status_code for r in response.history] == [401]
+    # each answer keeps the request that got it
+    assert response.history[0].request.headers["Authorization"] == old.authorization
+    assert response.request.headers["Authorization"] == auth.token.authorization
     sent = sorted(response.json()["cookie"].split("; "))
     assert sent == ["app=1", "lb=node-7"]
 
