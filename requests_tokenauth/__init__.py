@@ -23,6 +23,7 @@ from ._errors import (
     TokenEndpointError,
     TokenRefreshError,
     TokenStoreError,
+    UnsupportedTokenTypeError,
 )
 from ._events import TokenEvent
 from ._grants import (
@@ -83,6 +84,7 @@ __all__ = [
     "TokenState",
     "TokenStore",
     "TokenStoreError",
+    "UnsupportedTokenTypeError",
     "__version__",
     "authorize_session",
     "wrap_adapter",

@@ -4,13 +4,14 @@ and a wrapt proxy around an adapter the user already configured (retries, pools,
 from __future__ import annotations
 
 import copy
+from collections.abc import Collection, Iterable
 from typing import Any, Optional, Union
 
 import requests
 import wrapt
 from requests.adapters import HTTPAdapter
 
-from ._auth import Send, TokenAuth, retry_with
+from ._auth import TokenAuth
 from ._dpop import DPoPProofs
 from ._errors import ConfigurationError
 from ._manager import TokenManager
@@ -24,6 +25,8 @@ from ._origins import (
     origin_url,
     url_prefixes,
 )
+from ._policy import DEFAULT_REFRESH_STATUS_CODES
+from ._retry import Send, refresh_codes, retry_with
 
 #: wrapt 2 has ``BaseObjectProxy`` (no operator overloads to surprise anyone); wrapt 1.17
 #: only ``ObjectProxy``, which is the same for an adapter.
@@ -37,6 +40,7 @@ def send_with_token(
     request: requests.PreparedRequest,
     kwargs: dict[str, Any],
     dpop: Optional[DPoPProofs] = None,
+    refresh_status_codes: Collection[int] = DEFAULT_REFRESH_STATUS_CODES,
 ) -> requests.Response:
     """Stamp the token (only for an allowed origin), send, and retry once after a 401.
 
@@ -60,6 +64,9 @@ def send_with_token(
         if dpop is not None:
             request.headers.pop("DPoP", None)
         return send(request, **kwargs)
+    hooks = manager.grant.compliance_hooks
+    if hooks.protected_request:  # requests-oauthlib-style provider fixes
+        hooks.before_protected_request(request)
     token = manager.get_token()
     request.headers["Authorization"] = token.authorization
     if dpop is not None:
@@ -67,12 +74,23 @@ def send_with_token(
     response = send(request, **kwargs)
     if dpop is not None and response.status_code != 401:
         dpop.remember_nonce(response)
-    retry = retry_with(response, token, manager, already_retried=False, dpop=dpop)
+    retry = retry_with(response, token, manager, False, dpop, refresh_status_codes)
     if retry is None:
         return response
     new_response = send(retry, **kwargs)
     new_response.history.insert(0, response)
     return new_response
+
+
+def _codes(
+    auth: Union[TokenAuth, TokenManager], refresh_status_codes: Optional[Iterable[int]]
+) -> frozenset[int]:
+    """The adapter's own ``refresh_status_codes``, else the auth's, else 401 only."""
+    if refresh_status_codes is not None:
+        return refresh_codes(refresh_status_codes)
+    if isinstance(auth, TokenAuth):
+        return auth.refresh_status_codes
+    return DEFAULT_REFRESH_STATUS_CODES
 
 
 def _parts(
@@ -104,26 +122,31 @@ class TokenAdapter(HTTPAdapter):
 
     :param auth: the :class:`TokenAuth` (or :class:`TokenManager`) whose token to send.
     :param origins: origin(s) allowed to receive the token, e.g. ``"https://api.example.com"``.
+    :param refresh_status_codes: the statuses that mean "this token was rejected"; default:
+        the auth's (see :class:`TokenAuth`), else ``(401,)``.
     :param kwargs: passed to :class:`~requests.adapters.HTTPAdapter` (``max_retries``, pools).
     """
 
     # HTTPAdapter pickles exactly the attributes listed here
-    __attrs__ = [*HTTPAdapter.__attrs__, "_manager", "_scope", "_dpop"]
+    __attrs__ = [*HTTPAdapter.__attrs__, "_manager", "_scope", "_dpop", "_codes"]
 
     def __init__(
         self,
         auth: Union[TokenAuth, TokenManager],
         origins: Origins = None,
+        *,
+        refresh_status_codes: Optional[Iterable[int]] = None,
         **kwargs: Any,
     ) -> None:
         self._manager, self._scope, self._dpop = _parts(auth, origins)
+        self._codes = _codes(auth, refresh_status_codes)
         super().__init__(**kwargs)
 
     def send(  # type: ignore[override]
         self, request: requests.PreparedRequest, **kwargs: Any
     ) -> requests.Response:
         return send_with_token(
-            super().send, self._manager, self._scope, request, kwargs, self._dpop
+            super().send, self._manager, self._scope, request, kwargs, self._dpop, self._codes
         )
 
 
@@ -142,11 +165,13 @@ class AuthorizedAdapter(_ObjectProxy):  # type: ignore[misc]
         manager: TokenManager,
         scope: OriginScope,
         dpop: Optional[DPoPProofs] = None,
+        refresh_status_codes: Collection[int] = DEFAULT_REFRESH_STATUS_CODES,
     ) -> None:
         super().__init__(adapter)
         self._self_manager = manager
         self._self_scope = scope
         self._self_dpop = dpop
+        self._self_codes = refresh_status_codes
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         return send_with_token(
@@ -156,10 +181,11 @@ class AuthorizedAdapter(_ObjectProxy):  # type: ignore[misc]
             request,
             kwargs,
             self._self_dpop,
+            self._self_codes,
         )
 
     def _rebuild(self, adapter: Any) -> tuple[Any, ...]:
-        return (adapter, self._self_manager, self._self_scope, self._self_dpop)
+        return (adapter, self._self_manager, self._self_scope, self._self_dpop, self._self_codes)
 
     def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
         return (AuthorizedAdapter, self._rebuild(self.__wrapped__))
@@ -178,7 +204,11 @@ class AuthorizedAdapter(_ObjectProxy):  # type: ignore[misc]
 
 
 def wrap_adapter(
-    adapter: Any, auth: Union[TokenAuth, TokenManager], origins: Origins = None
+    adapter: Any,
+    auth: Union[TokenAuth, TokenManager],
+    origins: Origins = None,
+    *,
+    refresh_status_codes: Optional[Iterable[int]] = None,
 ) -> Any:
     """Wrap an adapter you already built (``HTTPAdapter(max_retries=Retry(...))``, a
     requests-toolbelt adapter, ...) so that its ``send`` adds the token, without giving up
@@ -188,6 +218,8 @@ def wrap_adapter(
     :param auth: the :class:`TokenAuth` (or :class:`TokenManager`) whose token to send.
     :param origins: the origins that may receive the token; default: the auth's ``origins``,
         else the first origin the adapter sends to.
+    :param refresh_status_codes: the statuses that mean "this token was rejected"; default:
+        the auth's (see :class:`TokenAuth`), else ``(401,)``.
     :returns: an :class:`AuthorizedAdapter`; ``isinstance`` checks against the wrapped
         adapter's class still pass.
     :raises ConfigurationError: not an adapter, or already wrapped.
@@ -196,7 +228,7 @@ def wrap_adapter(
         raise ConfigurationError("this adapter is already wrapped")
     if not callable(getattr(adapter, "send", None)):
         raise ConfigurationError(f"{type(adapter).__name__} has no send(): not an adapter")
-    return AuthorizedAdapter(adapter, *_parts(auth, origins))
+    return AuthorizedAdapter(adapter, *_parts(auth, origins), _codes(auth, refresh_status_codes))
 
 
 def authorize_session(
@@ -230,6 +262,8 @@ def authorize_session(
                 current = current.__wrapped__
             wrapper = wrappers.get(id(current))
             if wrapper is None:
-                wrapper = wrappers[id(current)] = AuthorizedAdapter(current, manager, scope, dpop)
+                wrapper = wrappers[id(current)] = AuthorizedAdapter(
+                    current, manager, scope, dpop, _codes(auth, None)
+                )
             session.mount(prefix, wrapper)
     return list(wrappers.values())

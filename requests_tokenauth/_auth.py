@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Callable, Optional
 
 import requests
 from requests.auth import AuthBase
-from requests.cookies import extract_cookies_to_jar
-from requests.utils import rewind_body
 
 from ._clock import SYSTEM_CLOCK, Clock
 from ._dpop import DPoPKey, DPoPProofs
 from ._errors import OriginNotAllowedError
 from ._events import EventCallback
 from ._grants import Grant
-from ._manager import DEFAULT_LOCK_TIMEOUT_SECONDS, TokenCallback, TokenManager
+from ._manager import DEFAULT_LOCK_TIMEOUT_SECONDS, TokenManager
+from ._on_token import token_callback
 from ._origins import (
     ALLOWED,
     DEFAULT_CHECKED_ORIGINS_LIMIT,
@@ -31,121 +30,12 @@ from ._origins import (
     proxied_error,
     url_prefixes,
 )
-from ._policy import DEFAULT_POLICY, RefreshPolicy, should_retry_unauthorized
+from ._policy import DEFAULT_POLICY, DEFAULT_REFRESH_STATUS_CODES, RefreshPolicy
+from ._retry import RetryHook, refresh_codes
 from ._stores import TokenStore
 from ._token import Token
 
 log = logging.getLogger("requests_tokenauth")
-
-Send = Callable[..., requests.Response]
-
-
-def body_replayable(request: requests.PreparedRequest) -> bool:
-    """Whether the body can be sent again in full: none, bytes/str, or a stream whose
-    start position requests recorded (a ``BytesIO`` or file). Generators cannot."""
-    body: object = request.body
-    if body is None or isinstance(body, (bytes, str)):
-        return True
-    return isinstance(getattr(request, "_body_position", None), int)
-
-
-def retry_with(
-    response: requests.Response,
-    sent: Token,
-    manager: TokenManager,
-    already_retried: bool,
-    dpop: Optional[DPoPProofs] = None,
-) -> Optional[requests.PreparedRequest]:
-    """The guarded 401 retry, shared by :class:`TokenAuth` and the adapters.
-
-    Decides (in :mod:`._policy`) whether ``response`` deserves a retry, asks the manager to
-    replace the token that was sent, drains and releases the 401, and returns a copy of
-    the request with the body rewound and the new token stamped. ``None``: return the
-    response as it is.
-
-    With DPoP, a ``use_dpop_nonce`` challenge (or a request whose proof a redirect
-    removed) keeps the token and only makes a fresh proof; either way it is the one retry.
-    """
-    if response.status_code != 401:
-        return None
-    request = response.request
-    sent_token = request.headers.get("Authorization") == sent.authorization
-    if not should_retry_unauthorized(
-        status_code=response.status_code,
-        www_authenticate=response.headers.get("WWW-Authenticate"),
-        already_retried=already_retried,
-        sent_token=sent_token,
-        body_replayable=body_replayable(request),
-    ):
-        return None
-    new: Optional[Token] = sent
-    if dpop is None or sent.token_type != "DPoP" or not _wants_new_proof(dpop, response):
-        try:
-            new = manager.replace(sent)
-        except BaseException:
-            response.close()
-            raise
-    if new is None:
-        return None
-    response.content  # noqa: B018 - drain, so the connection goes back to the pool
-    response.close()
-    retry = request.copy()
-    body: object = retry.body
-    if body is not None and not isinstance(body, (bytes, str)):
-        rewind_body(retry)
-    jar = getattr(retry, "_cookies", None)
-    if jar is not None and response.raw is not None:
-        extract_cookies_to_jar(jar, request, response.raw)  # type: ignore[no-untyped-call]
-        retry.prepare_cookies(jar)
-    retry.headers["Authorization"] = new.authorization
-    if dpop is not None:
-        dpop.stamp(retry, new)
-    if new is not sent:
-        manager.notify_retry(new)
-    return retry
-
-
-def _wants_new_proof(dpop: DPoPProofs, response: requests.Response) -> bool:
-    return dpop.is_nonce_challenge(response) or "DPoP" not in response.request.headers
-
-
-class _RetryHook:
-    """The response hook of one request: the token it carried and its one-retry budget.
-
-    Lives on the request, not in a thread-local: a request prepared on one thread may be
-    sent on another (requests#5178). A redirect chain shares it, so the budget covers it.
-    """
-
-    __slots__ = ("_manager", "_token", "_retried", "_dpop")
-
-    def __init__(
-        self, manager: TokenManager, token: Token, dpop: Optional[DPoPProofs] = None
-    ) -> None:
-        self._manager = manager
-        self._token = token
-        self._retried = False
-        self._dpop = dpop
-
-    def __call__(self, response: requests.Response, **kwargs: Any) -> requests.Response:
-        dpop = self._dpop
-        if dpop is not None and response.status_code != 401:
-            dpop.remember_nonce(response)
-            if response.is_redirect:
-                # requests copies this request for the redirect; its proof names this URL
-                # only, so it must not travel on (a same-origin hop gets a fresh one after
-                # its 401, as the one retry)
-                response.request.headers.pop("DPoP", None)
-        if response.status_code != 401:
-            return response
-        retry = retry_with(response, self._token, self._manager, self._retried, dpop)
-        if retry is None:
-            return response
-        self._retried = True
-        connection = response.connection
-        new_response: requests.Response = connection.send(retry, **kwargs)
-        new_response.history.append(response)
-        new_response.request = retry
-        return new_response
 
 
 class TokenAuth(AuthBase):
@@ -167,7 +57,12 @@ class TokenAuth(AuthBase):
     :param on_token: called with the dict of each newly obtained token, in the order the
         tokens were obtained, never concurrently and with no lock held; use it to persist
         rotated refresh tokens. If it raises, the token is handed to it again later while
-        it is still the current one (see :class:`TokenManager`).
+        it is still the current one (see :class:`TokenManager`). A callback that declares a
+        ``previous`` parameter (``def save(token, previous=None)``) is also given the token
+        dict it replaces: the last one it saved without raising, else ``token=``, else
+        ``None`` (how a saver finds its row by the old refresh token). It runs on a thread of
+        this library's or the caller's (for a refresh ahead of expiry, the short-lived
+        ``tokenauth-refresh`` thread), so no web framework's request context is there.
     :param on_event: called with each :class:`TokenEvent` (refresh started / succeeded /
         failed, token loaded from the store, 401 retry, ``on_token`` failed / retried), in
         order, with no lock held; never given a secret.
@@ -193,6 +88,11 @@ class TokenAuth(AuthBase):
         (``token_type: Bearer``) raises :class:`DPoPDowngradeError` and is not used.
     :param allow_dpop_downgrade: with ``dpop``, use such an unbound token anyway (a warning
         is logged for each one).
+    :param refresh_status_codes: the resource statuses that mean "this token was rejected"
+        (default ``(401,)``); ``(401, 403)`` for APIs that answer 403 to an expired or
+        revoked token (django-oauth-toolkit's classic views, Vault). Each gets the same
+        guarded handling as a 401: only for the current token, one retry, no retry for
+        ``insufficient_scope``, the cooldown.
     """
 
     def __init__(
@@ -200,7 +100,7 @@ class TokenAuth(AuthBase):
         grant: Grant,
         *,
         token: Optional[Mapping[str, Any]] = None,
-        on_token: Optional[TokenCallback] = None,
+        on_token: Optional[Callable[..., None]] = None,
         on_event: Optional[EventCallback] = None,
         store: Optional[TokenStore] = None,
         store_key: Optional[str] = None,
@@ -214,7 +114,10 @@ class TokenAuth(AuthBase):
         allow_insecure_http: bool = False,
         dpop: Optional[DPoPKey] = None,
         allow_dpop_downgrade: bool = False,
+        refresh_status_codes: Iterable[int] = DEFAULT_REFRESH_STATUS_CODES,
     ) -> None:
+        #: The statuses that mean "this token was rejected" (see ``refresh_status_codes``).
+        self.refresh_status_codes = refresh_codes(refresh_status_codes)
         #: Which origins may receive the token (and the https rule).
         self.origin_scope = OriginScope(origins, allow_insecure_http=allow_insecure_http)
         # TokenAuth never pins; loopback origins join once checked for proxies
@@ -229,7 +132,7 @@ class TokenAuth(AuthBase):
         self.manager = TokenManager(
             grant,
             token=token,
-            on_token=on_token,
+            on_token=token_callback(on_token, token),
             on_event=on_event,
             store=store,
             store_key=store_key,
@@ -239,6 +142,57 @@ class TokenAuth(AuthBase):
             lock_timeout_seconds=lock_timeout_seconds,
             **extra,
         )
+        # the live list: hooks registered later count too, an empty one costs nothing
+        self._protected_hooks = grant.compliance_hooks.protected_request
+
+    @classmethod
+    def from_oauth2_session(
+        cls,
+        oauth2_session: Any,
+        *,
+        token_url: Optional[str] = None,
+        client_secret: Optional[str] = None,
+        auth_method: Optional[str] = None,
+        **options: Any,
+    ) -> TokenAuth:
+        """The :class:`TokenAuth` equivalent to a requests-oauthlib ``OAuth2Session``, for a
+        one-line migration: ``session.auth = TokenAuth.from_oauth2_session(oauth)``.
+
+        Taken from the session: the grant (refresh token at ``auto_refresh_url`` when its
+        token has a refresh token, client credentials for a ``BackendApplicationClient``),
+        its token, ``scope``, ``auto_refresh_kwargs`` (a ``client_secret`` there is sent in
+        the body, as requests-oauthlib did; the rest with every token request),
+        ``token_updater`` as ``on_token``, its compliance hooks, and its ``verify``,
+        ``cert``, ``proxies`` and ``trust_env`` for token requests. requests-oauthlib is
+        not imported. The ``OAuth2Session`` is left as it was; use a plain
+        :class:`requests.Session` (or the same one, with ``auth`` set) from then on.
+
+        :param oauth2_session: a ``requests_oauthlib.OAuth2Session``.
+        :param token_url: the token endpoint when the session does not know it (a backend
+            application's ``fetch_token(token_url=...)`` is not kept).
+        :param client_secret: the client secret when neither the session nor its
+            ``auto_refresh_kwargs`` keep it.
+        :param auth_method: how the client authenticates (see :class:`Grant`); default:
+            as requests-oauthlib did.
+        :param options: other :class:`TokenAuth` parameters (``on_token=`` replaces
+            ``token_updater``; ``allow_insecure_http`` applies to the token URL too).
+        :raises ConfigurationError: the session's token cannot be renewed, or a
+            ``protected_request`` hook that reads the session's own token.
+        """
+        from ._oauth2_session import grant_from_oauth2_session
+
+        grant, token = grant_from_oauth2_session(
+            oauth2_session,
+            token_url=token_url,
+            client_secret=client_secret,
+            auth_method=auth_method,
+            allow_insecure_http=bool(options.get("allow_insecure_http", False)),
+        )
+        options.setdefault("token", token)
+        updater = getattr(oauth2_session, "token_updater", None)
+        if updater is not None:
+            options.setdefault("on_token", updater)
+        return cls(grant, **options)
 
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
         url = r.url
@@ -248,11 +202,15 @@ class TokenAuth(AuthBase):
                 self._check_not_proxied(url)
             elif verdict != ALLOWED:
                 return self._withhold(r, verdict)
+        if self._protected_hooks:  # requests-oauthlib-style provider fixes
+            self.manager.grant.compliance_hooks.before_protected_request(r)
         token = self.manager.get_token()
         r.headers["Authorization"] = token.authorization
         if self._dpop is not None:
             self._dpop.stamp(r, token)
-        r.hooks["response"].append(_RetryHook(self.manager, token, self._dpop))
+        r.hooks["response"].append(
+            RetryHook(self.manager, token, self._dpop, self.refresh_status_codes)
+        )
         return r
 
     def _check_not_proxied(self, url: Optional[str]) -> None:

@@ -141,6 +141,11 @@ class RequestDeadlineError(TokenEndpointError):
 class ResponseTooLargeError(TokenEndpointError):
     """The endpoint's answer is longer than the size cap (``max_response_bytes`` of the
     grant); nothing of it was kept."""
+class UnsupportedTokenTypeError(InvalidGrantError):
+    """Terminal: the endpoint answered 2xx with a ``token_type`` this client cannot send
+    (``"N_A"``, ``"Application Access Token"``, ...). Asking again gets the same answer; a
+    compliance hook (:meth:`Grant.register_compliance_hook`) can rewrite it to Bearer.
+    ``error`` is ``"unsupported_token_type"``."""
 
 
 class AccessDeniedError(InvalidGrantError):

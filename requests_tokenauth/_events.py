@@ -19,6 +19,7 @@ EVENT_KINDS = (
     "unauthorized_retry",
     "delivery_failed",
     "token_redelivered",
+    "unauthorized_not_retried",
 )
 
 _LEVELS = {
@@ -29,6 +30,7 @@ _LEVELS = {
     "unauthorized_retry": logging.INFO,
     "delivery_failed": logging.WARNING,
     "token_redelivered": logging.INFO,
+    "unauthorized_not_retried": logging.INFO,
 }
 
 
@@ -39,6 +41,8 @@ class TokenEvent(FrozenSlots):
     :ivar kind: one of ``refresh_started``, ``refresh_succeeded``, ``refresh_failed``,
         ``token_loaded`` (taken from a shared store, no token request),
         ``unauthorized_retry`` (a 401 answered by one retry with another token),
+        ``unauthorized_not_retried`` (the token was replaced after a 401 but the request
+        was not re-sent; ``error`` says why, e.g. ``body_not_replayable``),
         ``delivery_failed`` (``on_token`` raised; ``next_attempt_in_seconds`` says when the
         token is handed to it again, ``None`` if a newer token is on its way instead) and
         ``token_redelivered`` (a retried ``on_token`` succeeded).
@@ -49,7 +53,7 @@ class TokenEvent(FrozenSlots):
         (for ``delivery_failed``: the failed ``on_token`` calls in a row).
     :ivar duration_seconds: how long the token request took (``refresh_succeeded/failed``).
     :ivar error: the OAuth error code or the exception's class name (``refresh_failed``,
-        ``delivery_failed``).
+        ``delivery_failed``), or why a request was not re-sent (``unauthorized_not_retried``).
     :ivar retryable: whether the failure may pass by itself (``refresh_failed``).
     :ivar next_attempt_in_seconds: the backoff before the next token request (``refresh_failed``).
     :ivar fingerprint: a short hash of the token obtained or retried with; never the token.

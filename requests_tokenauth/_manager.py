@@ -343,6 +343,12 @@ class TokenManager(ForkSafe):
         self._outbox.event("unauthorized_retry", "unauthorized", token=token)
         self._outbox.flush()
 
+    def notify_not_retried(self, reason: str, token: Optional[Token]) -> None:
+        """Report that a request was not re-sent after a 401 (``reason``), though its token
+        was replaced by ``token`` (``None``: not replaced) for the next request."""
+        self._outbox.event("unauthorized_not_retried", "unauthorized", error=reason, token=token)
+        self._outbox.flush()
+
     def revoke(self) -> bool:
         """Revoke the current token at the grant's revocation endpoint (RFC 7009): its
         refresh token, or the access token when it has none; then forget it (the next call

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Optional
@@ -273,6 +274,43 @@ def _quoted(header: str, i: int) -> tuple[str, int]:
         out.append(header[i])
         i += 1
     return "".join(out), i + 1
+#: The statuses that mean "this token was rejected" unless told otherwise (RFC 6750 §3.1).
+DEFAULT_REFRESH_STATUS_CODES: frozenset[int] = frozenset({401})
+
+
+class Rejection(enum.Enum):
+    """What to do with a response that may have rejected the token (:func:`after_unauthorized`)."""
+
+    IGNORE = "ignore"  # not a rejection of our token, or no retry can help: return it as it is
+    REPLACE = "replace"  # replace the token for the next request; this body cannot be re-sent
+    RETRY = "retry"  # replace the token and re-send the request once
+
+
+def after_unauthorized(
+    *,
+    status_code: int,
+    www_authenticate: Optional[str],
+    already_retried: bool,
+    sent_token: bool,
+    body_replayable: bool,
+    refresh_status_codes: Collection[int] = DEFAULT_REFRESH_STATUS_CODES,
+) -> Rejection:
+    """What a response with ``status_code`` does to the token that was sent.
+
+    A status in ``refresh_status_codes`` (401, and 403 for APIs that answer 403 to an
+    expired token) to a request that carried our token and was not retried yet, whose
+    challenge is not ``insufficient_scope`` (a new token with the same scope cannot help):
+    the token is replaced. The request is re-sent only if its body can be sent again in
+    full; otherwise only the next request benefits.
+    """
+    if (
+        status_code not in refresh_status_codes
+        or already_retried
+        or not sent_token
+        or challenge_error(www_authenticate) == "insufficient_scope"
+    ):
+        return Rejection.IGNORE
+    return Rejection.RETRY if body_replayable else Rejection.REPLACE
 
 
 def should_retry_unauthorized(
@@ -283,16 +321,13 @@ def should_retry_unauthorized(
     sent_token: bool,
     body_replayable: bool,
 ) -> bool:
-    """Whether a response deserves the one guarded retry with a replaced token.
-
-    Only a 401 to a request that carried our token, not yet retried, whose body can be
-    sent again in full, and whose challenge is not ``insufficient_scope`` (a new token
-    with the same scope cannot help).
-    """
-    return (
-        status_code == 401
-        and not already_retried
-        and sent_token
-        and body_replayable
-        and challenge_error(www_authenticate) != "insufficient_scope"
+    """Whether a 401 deserves the one guarded retry (:func:`after_unauthorized` says
+    :attr:`Rejection.RETRY`)."""
+    verdict = after_unauthorized(
+        status_code=status_code,
+        www_authenticate=www_authenticate,
+        already_retried=already_retried,
+        sent_token=sent_token,
+        body_replayable=body_replayable,
     )
+    return verdict is Rejection.RETRY

@@ -197,9 +197,13 @@ def test_generator_body_is_not_resent_and_the_401_is_returned(server, fake_clock
     assert response.status_code == 401
     assert response.history == []
     assert server.resource_requests == 1
-    assert server.token_requests == 0
+    assert server.token_requests == 1  # the token is replaced for the next request (issue 12)
+    again = session.post(server.resource_url, data=(b"chunk" for _ in range(3)))
+    assert again.status_code == 200
+    assert server.token_requests == 1
     assert [s.body_length for s in server.seen if s.method == "POST" and s.path == "/resource"] == [
-        15
+        15,
+        15,
     ]
 
 

@@ -22,10 +22,10 @@ from requests_tokenauth import (
     ClientCredentials,
     ConfigurationError,
     DPoPKey,
-    MalformedTokenResponseError,
     TokenAdapter,
     TokenAuth,
     TokenEndpointError,
+    UnsupportedTokenTypeError,
 )
 from requests_tokenauth._dpop import htu
 from requests_tokenauth.testing import AuthServer, FakeClock
@@ -393,7 +393,7 @@ def test_a_dpop_token_without_dpop_configured_is_refused(server, fake_clock) -> 
     response._content = json.dumps(
         {"access_token": "abc", "token_type": "DPoP", "expires_in": 60}
     ).encode()
-    with pytest.raises(MalformedTokenResponseError, match="only Bearer"):
+    with pytest.raises(UnsupportedTokenTypeError, match="only Bearer"):
         grant._parse(response, fake_clock, 0.0, 0.0, "client_credentials", None)
     TokenAuth(grant, clock=fake_clock, dpop=DPoPKey.generate())  # turns DPoP on for the grant
     token = grant._parse(response, fake_clock, 0.0, 0.0, "client_credentials", None)

@@ -20,6 +20,7 @@ from requests_tokenauth import (
     Token,
     TokenEndpointError,
     TokenRefreshError,
+    UnsupportedTokenTypeError,
 )
 from requests_tokenauth._grants import basic_credentials, is_loopback
 from requests_tokenauth.testing import FakeClock
@@ -172,7 +173,12 @@ def test_scope_change_is_not_an_error() -> None:
         (302, b"", TokenEndpointError, None),
         (200, b"<html>login page</html>", MalformedTokenResponseError, None),
         (200, {"token_type": "Bearer"}, MalformedTokenResponseError, None),
-        (200, {"access_token": "A", "token_type": "mac"}, MalformedTokenResponseError, None),
+        (
+            200,
+            {"access_token": "A", "token_type": "mac"},
+            UnsupportedTokenTypeError,
+            "unsupported_token_type",
+        ),
         (200, {"access_token": "A", "expires_in": -5}, MalformedTokenResponseError, None),
         (200, {"access_token": "A", "expires_in": "soon"}, MalformedTokenResponseError, None),
         (200, [1, 2], MalformedTokenResponseError, None),
@@ -194,7 +200,7 @@ def test_retry_after_is_kept() -> None:
 
 def test_error_body_is_kept_redacted() -> None:
     body = {"access_token": "LEAKED-AT", "token_type": "mac", "refresh_token": "LEAKED-RT"}
-    with pytest.raises(MalformedTokenResponseError) as info:
+    with pytest.raises(UnsupportedTokenTypeError) as info:
         parse(CC, response(200, body))
     assert "LEAKED" not in str(info.value) + repr(info.value) + (info.value.body or "")
     assert "mac" in (info.value.body or "")

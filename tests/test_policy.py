@@ -8,6 +8,8 @@ import pytest
 
 from requests_tokenauth import RefreshPolicy, Token, TokenState
 from requests_tokenauth._policy import (
+    Rejection,
+    after_unauthorized,
     backoff_seconds,
     challenge_error,
     deadlines,
@@ -152,3 +154,35 @@ def test_should_retry_unauthorized(kwargs: dict, retry: bool) -> None:
         "body_replayable": True,
     }
     assert should_retry_unauthorized(**{**args, **kwargs}) is retry
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "verdict"),
+    [
+        ({}, Rejection.RETRY),
+        ({"status_code": 403}, Rejection.IGNORE),
+        ({"status_code": 403, "refresh_status_codes": {401, 403}}, Rejection.RETRY),
+        ({"status_code": 401, "refresh_status_codes": {403}}, Rejection.IGNORE),
+        ({"body_replayable": False}, Rejection.REPLACE),
+        ({"body_replayable": False, "already_retried": True}, Rejection.IGNORE),
+        ({"body_replayable": False, "sent_token": False}, Rejection.IGNORE),
+        ({"www_authenticate": 'Bearer error="insufficient_scope"'}, Rejection.IGNORE),
+        (
+            {
+                "status_code": 403,
+                "refresh_status_codes": {401, 403},
+                "www_authenticate": 'Bearer error="insufficient_scope"',
+            },
+            Rejection.IGNORE,
+        ),
+    ],
+)
+def test_after_unauthorized(kwargs: dict, verdict: Rejection) -> None:
+    args = {
+        "status_code": 401,
+        "www_authenticate": 'Bearer error="invalid_token"',
+        "already_retried": False,
+        "sent_token": True,
+        "body_replayable": True,
+    }
+    assert after_unauthorized(**{**args, **kwargs}) is verdict

@@ -54,6 +54,7 @@ def test_all_is_pinned() -> None:
         "TokenState",
         "TokenStore",
         "TokenStoreError",
+        "UnsupportedTokenTypeError",
         "__version__",
         "authorize_session",
         "wrap_adapter",

@@ -17,6 +17,7 @@ from requests_tokenauth import (
     TokenAdapter,
     TokenAuth,
     TokenEndpointError,
+    UnsupportedTokenTypeError,
 )
 from requests_tokenauth.testing import AuthServer, FakeClock
 
@@ -126,7 +127,7 @@ FAULTS = [
     ("slow", TokenEndpointError, "ReadTimeout"),
     ("non_json", MalformedTokenResponseError, "not a token response|without an access_token"),
     ("no_access_token", MalformedTokenResponseError, "without an access_token"),
-    ("wrong_token_type", MalformedTokenResponseError, "token_type 'mac'"),
+    ("wrong_token_type", UnsupportedTokenTypeError, "token_type 'mac'"),
     ("negative_expires_in", MalformedTokenResponseError, "expires_in must not be negative"),
     ("string_expires_in", MalformedTokenResponseError, "expires_in"),
     ("invalid_grant", InvalidGrantError, "invalid_grant"),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import urllib.parse
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Optional, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional, TypeVar, Union
 
 import requests
 from oauthlib.oauth2 import Client
@@ -15,6 +15,7 @@ from .._clock import Clock
 from .._errors import ConfigurationError, InvalidGrantError, sent_secrets
 from .._token import Token
 from ._client_auth import ClientAssertion, ClientAuth, basic_credentials
+from ._compliance import ComplianceHooks
 from ._jwt import Key
 from ._response import parse_token_response, raise_for_error
 from ._transport import (
@@ -207,6 +208,30 @@ class Grant:
             raise ConfigurationError("this grant already sends DPoP proofs for another key")
         self._dpop = proofs
 
+    #: requests-oauthlib-style fixes for providers that leave the RFC; see
+    #: :meth:`register_compliance_hook`. Created on first use.
+    _compliance: Optional[ComplianceHooks] = None
+
+    @property
+    def compliance_hooks(self) -> ComplianceHooks:
+        """The compliance hooks registered on this grant."""
+        if self._compliance is None:
+            self._compliance = ComplianceHooks()
+        return self._compliance
+
+    def register_compliance_hook(self, hook_type: str, hook: Callable[..., Any]) -> None:
+        """Register a fix for a provider that leaves RFC 6749, exactly as on
+        requests-oauthlib's ``OAuth2Session``, so its fixes work unchanged:
+        ``ebay_compliance_fix(grant)``. Hook types: ``access_token_request``,
+        ``refresh_token_request`` (``(url, headers, body) -> (url, headers, body)``),
+        ``access_token_response``, ``refresh_token_response`` (``Response -> Response``,
+        before parsing) and ``protected_request`` (``(url, headers, body) -> (url, headers,
+        body)``, on each resource request, before it is stamped).
+
+        :raises ConfigurationError: an unknown hook type.
+        """
+        self.compliance_hooks.register(hook_type, hook)
+
     @classmethod
     def from_issuer(cls: type[G], issuer: str, /, **kwargs: Any) -> G:
         """This grant, configured from the issuer's metadata (RFC 8414
@@ -372,32 +397,38 @@ class Grant:
         self, body: str, clock: Clock, grant_type: str, previous_refresh: Optional[str]
     ) -> Token:
         """One token request: build, send (the answer read within the total deadline and
-        the size cap), parse."""
+        the size cap), parse; requests-oauthlib-style compliance hooks around it."""
         headers = dict(_FORM_HEADERS)
+        hooks = self._compliance
+        url = self.token_url
+        if hooks:  # requests-oauthlib-style provider fixes
+            url, headers, body = hooks.before_token_request(
+                grant_type, url, headers, body, allow_insecure_http=self.allow_insecure_http
+            )
         dpop = self._dpop
         deadline_monotonic = clock.monotonic() + self.max_request_seconds
         # With DPoP, a 400 use_dpop_nonce earns one retry with the server's nonce (RFC 9449
         # section 8); every attempt gets a fresh proof and a fresh client assertion.
         for attempt in (1, 2):
             if dpop is not None:
-                headers["DPoP"] = dpop.header("POST", self.token_url)
+                headers["DPoP"] = dpop.header("POST", url)
             sent_monotonic, sent_at = clock.monotonic(), clock.time()
-            sent = self._with_assertion(body, clock, self.token_url)
+            sent = self._with_assertion(body, clock, url)
             response = self._transport.post(
-                self.token_url,
+                url,
                 sent,
                 headers,
                 ClientAuth(self._authorization()),
                 clock,
                 deadline_monotonic,
                 "token request",
-                proxies=direct_proxies(
-                    self.token_url, allow_insecure_http=self.allow_insecure_http
-                ),
+                proxies=direct_proxies(url, allow_insecure_http=self.allow_insecure_http),
             )
             if dpop is None or not dpop.is_nonce_challenge(response) or attempt == 2:
                 break
             log.debug("token endpoint asked for a DPoP nonce; retrying once with it")
+        if hooks:
+            response = hooks.after_token_response(grant_type, response)
         secrets = (*sent_secrets(sent), self._client_secret)
         token = self._parse(
             response, clock, sent_monotonic, sent_at, grant_type, previous_refresh, secrets

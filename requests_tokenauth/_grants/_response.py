@@ -17,6 +17,7 @@ from .._errors import (
     MalformedTokenResponseError,
     TokenEndpointError,
     TokenRefreshError,
+    UnsupportedTokenTypeError,
     redact_body,
     safe_field,
     scrub,
@@ -104,9 +105,13 @@ def parse_token_response(
             f"{where} with an unusable token: {exc}", status_code=status, body=body
         ) from None
     if token.token_type != "Bearer" and (token.token_type != "DPoP" or not dpop):
-        raise MalformedTokenResponseError(
+        raise UnsupportedTokenTypeError(
             f"{where} with token_type {token.token_type!r}; only Bearer is supported "
-            "(and DPoP, with TokenAuth(dpop=...))",
+            "(and DPoP, with TokenAuth(dpop=...)). If this provider's tokens are bearer "
+            "tokens under another name, a compliance hook can fix the response: "
+            "grant.register_compliance_hook('access_token_response', fix), or "
+            "requests-oauthlib's fix for it, e.g. ebay_compliance_fix(grant)",
+            error="unsupported_token_type",
             status_code=status,
             body=body,
         )

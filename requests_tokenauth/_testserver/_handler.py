@@ -175,6 +175,8 @@ class Handler(BaseHTTPRequestHandler):
                 token = json.loads(text)
                 SHAPE_FAULTS[kind](token)
                 text = json.dumps(token)
+            if status == 200 and srv.token_type is not None:  # a provider that names it oddly
+                text = json.dumps({**json.loads(text), "token_type": srv.token_type})
             if kind in STREAM_FAULTS:
                 send_hostile(self, kind, status, text)
                 return
@@ -197,7 +199,14 @@ class Handler(BaseHTTPRequestHandler):
         srv._count_resource(status)
         if grant is None:
             error = challenge.partition('error="')[2].partition('"')[0] or "unauthorized"
-            self._send_json(status, {"error": error}, {"WWW-Authenticate": challenge, **extra})
+            if challenge:
+                extra = {"WWW-Authenticate": challenge, **extra}
+            if status == 401 and srv.unauthorized_cookie is not None:
+                extra = {"Set-Cookie": srv.unauthorized_cookie, **extra}
+            self._send_json(status, {"error": error}, extra)
+            return
+        if path == "/resource/redirect":  # a protected redirect: /resource/redirect?to=URL
+            self._redirect()
             return
         payload = {
             "client_id": grant.client_id,
@@ -208,6 +217,8 @@ class Handler(BaseHTTPRequestHandler):
             "body_length": len(body),
             "body_sha256": sha256(body).hexdigest(),
         }
+        if self.headers["Cookie"] is not None:
+            payload["cookie"] = self.headers["Cookie"]
         self._send_json(200, payload)
 
     def _redirect(self) -> None:

@@ -54,8 +54,11 @@ class AuthServer(ExtraEndpoints, HostileKnobs, ThreadingHTTPServer):
     ``rotate_refresh_tokens``, ``insufficient_scope_status``, ``token_latency_seconds``
     (real delay before each token response), ``slow_seconds`` (delay of the ``"slow"``
     fault), ``always_401`` (the resource rejects every token as ``invalid_token``) and
-    ``require_dpop_nonce`` (DPoP proofs must carry :attr:`dpop`'s current nonce; without
-    it, the token endpoint answers 400 and the resource 401 ``use_dpop_nonce`` with a
+    ``invalid_token_status`` (401, or 403 for the 403 mode: an unknown, expired or revoked
+    token gets 403 with no challenge), ``unauthorized_cookie`` (a ``Set-Cookie`` value sent
+    with every resource 401), ``token_type`` (what successful token responses name their
+    token type), ``require_dpop_nonce`` (DPoP proofs must carry :attr:`dpop`'s current nonce;
+    without it, the token endpoint answers 400 and the resource 401 ``use_dpop_nonce`` with a
     ``DPoP-Nonce`` header) and ``bind_dpop_tokens`` (default true; false answers a token
     request that carries a valid proof with a plain ``Bearer`` token, as a server without
     DPoP support would).
@@ -97,6 +100,17 @@ class AuthServer(ExtraEndpoints, HostileKnobs, ThreadingHTTPServer):
         self.always_401 = False
         self.require_dpop_nonce = False
         self.bind_dpop_tokens = True
+        #: The status for an unknown, expired or revoked token: 401 with a Bearer challenge
+        #: (RFC 6750), or 403 with no challenge, as django-oauth-toolkit's classic views and
+        #: Vault answer (the 403 mode).
+        self.invalid_token_status = 401
+        #: A ``Set-Cookie`` value sent with every resource 401 (a load balancer's sticky
+        #: session cookie, for instance); ``None``: no cookie.
+        self.unauthorized_cookie: Optional[str] = None
+        #: The ``token_type`` written into every successful token response, for providers
+        #: that name bearer tokens oddly (``"Application Access Token"``, ``"N_A"``); the
+        #: resource still wants ``Bearer``. ``None``: ``"Bearer"``.
+        self.token_type: Optional[str] = None
         #: The DPoP proof checker: ``nonce``, ``rotate_nonce()``, ``rejections``, ``accepted``.
         self.dpop = DPoPVerifier(self)
         self._resource_fault: Optional[list[int]] = None  # [status, remaining]
@@ -501,6 +515,8 @@ class AuthServer(ExtraEndpoints, HostileKnobs, ThreadingHTTPServer):
         """Judge a resource request: ``(grant or None, status, WWW-Authenticate value)``."""
 
         def invalid(description: str) -> tuple[None, int, str]:
+            if self.invalid_token_status != 401:  # the 403 mode: no challenge at all
+                return None, self.invalid_token_status, ""
             detail = f'error="invalid_token", error_description="{description}"'
             return None, 401, f"{_REALM}, {detail}"
 
