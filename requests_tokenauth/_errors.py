@@ -1,7 +1,10 @@
 """The exception tree. Every error is a :class:`requests.exceptions.RequestException`.
 
 Messages never carry a token or a secret: a token endpoint's body is kept (truncated, with
-token fields redacted) on :attr:`TokenRefreshError.body` for diagnosis, never in ``str()``.
+token fields redacted at any depth, in any case, JSON or form) on
+:attr:`TokenRefreshError.body` for diagnosis, never in ``str()``. What the endpoint says in
+its own words (``error``, ``error_description``, ``error_uri``) is kept to RFC 6749 §5.2's
+characters, so it cannot forge a log line.
 """
 
 from __future__ import annotations
@@ -84,7 +87,8 @@ class TokenStoreError(TokenAuthError):
 class TokenRefreshError(TokenAuthError):
     """Obtaining a token failed.
 
-    :ivar error: the RFC 6749 §5.2 ``error`` code, when the endpoint sent one.
+    :ivar error: the RFC 6749 §5.2 ``error`` code, when the endpoint sent one (like the
+        next two: characters RFC 6749 does not allow there percent-encoded, at most 256).
     :ivar error_description: the endpoint's ``error_description``, if any.
     :ivar error_uri: the endpoint's ``error_uri``, if any.
     :ivar status_code: the HTTP status of the token response, or ``None`` with no response.

@@ -199,7 +199,8 @@ def parse_retry_after(value: Optional[str], now: float) -> Optional[float]:
     # ASCII digits only (RFC 9110 section 10.2.3): str.isdigit() also accepts "²", which
     # float() then refuses
     if value.isascii() and value.isdigit():
-        return float(value)  # a huge number is inf; the backoff caps it
+        # more than 10 digits (over 300 years) is no wait anyone means, and would be inf
+        return float(value) if len(value) <= 10 else None
     try:
         when = parsedate_to_datetime(value)
         if when is None or when.tzinfo is None:

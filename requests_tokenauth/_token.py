@@ -136,7 +136,9 @@ class Token(FrozenSlots):
         :param obtained_at: wall-clock instant the token request was sent.
         :param requested_scope: the scope asked for, used when the response names none.
         :param previous_refresh_token: kept when a refresh response omits a new one.
-        :raises TokenFormatError: a field is missing or of the wrong kind.
+        :raises TokenFormatError: a field is missing or of the wrong kind, an access token
+            holds anything but visible ASCII, a ``token_type`` is not an HTTP scheme name,
+            or a lifetime or expiry is not a finite number of at most :data:`MAX_SECONDS`.
         """
         expires_in = _lifetime(data.get("expires_in"))
         return cls(
@@ -158,7 +160,9 @@ class Token(FrozenSlots):
         ``expires_at`` (epoch seconds) wins over ``expires_in``; a dict with only
         ``expires_in`` is taken to have been issued just now.
 
-        :raises TokenFormatError: a field is missing or of the wrong kind.
+        :raises TokenFormatError: a field is missing or of the wrong kind, an access token
+            holds anything but visible ASCII, a ``token_type`` is not an HTTP scheme name,
+            or a lifetime or expiry is not a finite number of at most :data:`MAX_SECONDS`.
         """
         expires_at = _epoch(data.get("expires_at"))
         if expires_at is None:

@@ -7,9 +7,11 @@ required) grants, plus JWT bearer (RFC 7523), token exchange (RFC 8693) and devi
 (RFC 8628) grants run through the same oauthlib machinery; its protected
 resource (any method on ``/resource`` and ``/resource/<anything>``) checks bearer tokens
 the way an API would. Everything it receives is recorded and counted, and it has knobs for
-the awkward cases: revoked and expired tokens, token rotation, injected faults, latency and
-a gate that holds token requests until a test releases them. It needs only the library's
-own dependencies (no pytest).
+the awkward cases: revoked and expired tokens, token rotation, injected faults, latency, a
+hostile token endpoint (an answer that drips, a huge or endless one, or any raw answer a
+test scripts with :meth:`AuthServer.set_raw_token_response`) and a gate that holds token
+requests until a test releases them. It needs only the library's own dependencies (no
+pytest).
 
 Usage::
 

@@ -435,7 +435,8 @@ def test_a_truncated_json_body_is_redacted_too() -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "seconds"), [("\u00b2", None), ("\u0663", None), ("12", 12.0), (" 3 ", 3.0)]
+    ("value", "seconds"),
+    [("\u00b2", None), ("\u0663", None), ("12", 12.0), (" 3 ", 3.0), ("9" * 400, None)],
 )
 def test_retry_after_reads_ascii_digits_only(value: str, seconds: Any) -> None:
     assert parse_retry_after(value, now=0.0) == seconds
