@@ -17,6 +17,7 @@ from ._errors import OriginNotAllowedError
 from ._events import EventCallback
 from ._grants import Grant
 from ._manager import DEFAULT_LOCK_TIMEOUT_SECONDS, TokenCallback, TokenManager
+from ._options import RefreshAhead
 from ._origins import (
     ALLOWED,
     INSECURE,
@@ -194,7 +195,7 @@ class TokenAuth(AuthBase):
         clock: Clock = SYSTEM_CLOCK,
         policy: RefreshPolicy = DEFAULT_POLICY,
         random: Optional[Callable[[], float]] = None,
-        refresh_ahead: str = "background",
+        refresh_ahead: RefreshAhead = "background",
         lock_timeout_seconds: float = DEFAULT_LOCK_TIMEOUT_SECONDS,
         origins: Origins = None,
         strict_origins: bool = False,

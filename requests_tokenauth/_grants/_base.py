@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import logging
 import urllib.parse
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Optional, TypeVar, Union
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional, TypeVar, cast
 
 import requests
 from oauthlib.oauth2 import Client
 
 from .._clock import Clock
 from .._errors import ConfigurationError, InvalidGrantError, TokenEndpointError
+from .._options import AuthMethod, Scope, Timeout, TokenTypeHint
 from .._token import Token
 from ._client_auth import ClientAssertion, ClientAuth, basic_credentials
 from ._jwt import Key
@@ -20,7 +21,12 @@ from ._response import parse_token_response, raise_for_error
 from ._urls import check_url
 
 if TYPE_CHECKING:
+    from typing_extensions import Concatenate, ParamSpec  # typing has them from 3.10 on
+
     from .._dpop import DPoPProofs
+
+    #: The keyword parameters of a grant's constructor, which ``from_issuer`` takes too.
+    P = ParamSpec("P")
 
 log = logging.getLogger("requests_tokenauth")
 
@@ -42,8 +48,6 @@ AUTH_METHODS = (
 _SECRET_METHODS = frozenset({"client_secret_basic", "client_secret_post", "client_secret_jwt"})
 
 G = TypeVar("G", bound="Grant")
-
-Timeout = Union[float, tuple[float, float]]
 
 
 class Grant:
@@ -89,8 +93,8 @@ class Grant:
         *,
         client_id: str,
         client_secret: Optional[str] = None,
-        scope: Union[str, Iterable[str], None] = None,
-        auth_method: str = "client_secret_basic",
+        scope: Scope = None,
+        auth_method: AuthMethod = "client_secret_basic",
         extra: Optional[Mapping[str, str]] = None,
         session: Optional[requests.Session] = None,
         timeout: Timeout = DEFAULT_TIMEOUT_SECONDS,
@@ -184,7 +188,9 @@ class Grant:
         self._dpop = proofs
 
     @classmethod
-    def from_issuer(cls: type[G], issuer: str, /, **kwargs: Any) -> G:
+    def from_issuer(
+        cls: Callable[Concatenate[str, P], G], issuer: str, /, *args: P.args, **kwargs: P.kwargs
+    ) -> G:
         """This grant, configured from the issuer's metadata (RFC 8414
         ``/.well-known/oauth-authorization-server``, else OpenID Connect
         ``/.well-known/openid-configuration``), fetched once per process and cached.
@@ -196,10 +202,16 @@ class Grant:
 
         :param issuer: the issuer identifier, e.g. ``"https://idp.example.com"``
             (positional, so :class:`JWTBearer`'s own ``issuer=`` can be passed too).
-        :param kwargs: this grant's other parameters (``client_id=``, ``session=``, ...).
+        :param kwargs: this grant's constructor parameters but the token URL (``client_id=``,
+            ``session=``, ...); type checkers check them against the constructor's.
         :raises ConfigurationError: no metadata, a mismatched ``issuer``, or no usable
             endpoint or client-authentication method.
         """
+        grant_class = cast("type[Grant]", cls)  # the constructor checked the keywords above
+        return cast(G, grant_class._from_issuer(issuer, dict(kwargs)))
+
+    @classmethod
+    def _from_issuer(cls, issuer: str, kwargs: dict[str, Any]) -> Grant:
         from ._discovery import discover, pick_auth_method
 
         metadata = discover(
@@ -317,7 +329,7 @@ class Grant:
         except requests.exceptions.RequestException as exc:
             raise TokenEndpointError(f"{what} to {url} failed: {type(exc).__name__}") from exc
 
-    def revoke(self, token: str, token_type_hint: str, clock: Clock) -> None:
+    def revoke(self, token: str, token_type_hint: TokenTypeHint, clock: Clock) -> None:
         """Revoke ``token`` at :attr:`revocation_url` (RFC 7009); an unknown or already
         revoked token counts as revoked (§2.2).
 
