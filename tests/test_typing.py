@@ -186,3 +186,9 @@ def test_no_public_constructor_takes_untyped_keywords() -> None:
         if any(p.kind is p.VAR_KEYWORD for p in parameters):
             loose.append(cls.__name__)
     assert loose == []
+
+
+def test_from_issuer_refuses_positional_arguments_after_the_issuer() -> None:
+    from_issuer = requests_tokenauth.ClientCredentials.from_issuer
+    with pytest.raises(TypeError, match="keyword arguments only"):
+        from_issuer("https://idp.example", "svc")  # type: ignore[call-arg]

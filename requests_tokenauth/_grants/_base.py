@@ -207,7 +207,9 @@ class Grant:
         :raises ConfigurationError: no metadata, a mismatched ``issuer``, or no usable
             endpoint or client-authentication method.
         """
-        grant_class = cast("type[Grant]", cls)  # the constructor checked the keywords above
+        if args:  # every parameter after the token URL is keyword-only
+            raise TypeError("from_issuer() takes the issuer, then keyword arguments only")
+        grant_class = cast("type[Grant]", cls)  # `cls` is typed for what it accepts
         return cast(G, grant_class._from_issuer(issuer, dict(kwargs)))
 
     @classmethod
