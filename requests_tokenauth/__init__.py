@@ -4,7 +4,7 @@ expiry with one token request however many threads, and one guarded retry after 
     session.auth = TokenAuth(ClientCredentials(token_url, client_id="svc", client_secret=s))
 """
 
-from ._adapters import TokenAdapter, authorize_session, wrap_adapter
+from ._adapters import AuthorizedAdapter, TokenAdapter, authorize_session, wrap_adapter
 from ._auth import TokenAuth
 from ._clock import Clock, SystemClock
 from ._dpop import DPoPKey
@@ -49,6 +49,7 @@ __all__ = [
     "AccessDeniedError",
     "AuthorizationCode",
     "AuthorizationRequest",
+    "AuthorizedAdapter",
     "ClientCredentials",
     "Clock",
     "ConfigurationError",

@@ -9,7 +9,13 @@ from typing import Any, Optional, Union
 
 import requests
 import wrapt
-from requests.adapters import HTTPAdapter
+from requests.adapters import (
+    DEFAULT_POOLBLOCK,
+    DEFAULT_POOLSIZE,
+    DEFAULT_RETRIES,
+    HTTPAdapter,
+)
+from urllib3.util import Retry
 
 from ._auth import TokenAuth
 from ._dpop import DPoPProofs
@@ -124,7 +130,9 @@ class TokenAdapter(HTTPAdapter):
     :param origins: origin(s) allowed to receive the token, e.g. ``"https://api.example.com"``.
     :param refresh_status_codes: the statuses that mean "this token was rejected"; default:
         the auth's (see :class:`TokenAuth`), else ``(401,)``.
-    :param kwargs: passed to :class:`~requests.adapters.HTTPAdapter` (``max_retries``, pools).
+    :param pool_connections: passed to :class:`~requests.adapters.HTTPAdapter`, as are
+        ``pool_maxsize``, ``max_retries`` (a number or a :class:`urllib3.util.Retry`) and
+        ``pool_block``.
     """
 
     # HTTPAdapter pickles exactly the attributes listed here
@@ -136,11 +144,19 @@ class TokenAdapter(HTTPAdapter):
         origins: Origins = None,
         *,
         refresh_status_codes: Optional[Iterable[int]] = None,
-        **kwargs: Any,
+        pool_connections: int = DEFAULT_POOLSIZE,
+        pool_maxsize: int = DEFAULT_POOLSIZE,
+        max_retries: Union[int, Retry, None] = DEFAULT_RETRIES,
+        pool_block: bool = DEFAULT_POOLBLOCK,
     ) -> None:
         self._manager, self._scope, self._dpop = _parts(auth, origins)
         self._codes = _codes(auth, refresh_status_codes)
-        super().__init__(**kwargs)
+        super().__init__(
+            pool_connections=pool_connections,
+            pool_maxsize=pool_maxsize,
+            max_retries=max_retries,
+            pool_block=pool_block,
+        )
 
     def send(  # type: ignore[override]
         self, request: requests.PreparedRequest, **kwargs: Any
@@ -209,7 +225,7 @@ def wrap_adapter(
     origins: Origins = None,
     *,
     refresh_status_codes: Optional[Iterable[int]] = None,
-) -> Any:
+) -> AuthorizedAdapter:
     """Wrap an adapter you already built (``HTTPAdapter(max_retries=Retry(...))``, a
     requests-toolbelt adapter, ...) so that its ``send`` adds the token, without giving up
     its configuration. ``session.mount(prefix, wrap_adapter(adapter, auth))``.
@@ -233,7 +249,7 @@ def wrap_adapter(
 
 def authorize_session(
     session: requests.Session, auth: Union[TokenAuth, TokenManager], origins: Origins
-) -> list[Any]:
+) -> list[AuthorizedAdapter]:
     """Give the token to ``origins`` through the adapters ``session`` already has mounted.
 
     For each origin, the adapter that serves it now is wrapped (:func:`wrap_adapter`) and

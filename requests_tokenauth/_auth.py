@@ -16,6 +16,7 @@ from ._events import EventCallback
 from ._grants import Grant
 from ._manager import DEFAULT_LOCK_TIMEOUT_SECONDS, TokenManager
 from ._on_token import token_callback
+from ._options import RefreshAhead
 from ._origins import (
     ALLOWED,
     DEFAULT_CHECKED_ORIGINS_LIMIT,
@@ -107,7 +108,7 @@ class TokenAuth(AuthBase):
         clock: Clock = SYSTEM_CLOCK,
         policy: RefreshPolicy = DEFAULT_POLICY,
         random: Optional[Callable[[], float]] = None,
-        refresh_ahead: str = "background",
+        refresh_ahead: RefreshAhead = "background",
         lock_timeout_seconds: float = DEFAULT_LOCK_TIMEOUT_SECONDS,
         origins: Origins = None,
         strict_origins: bool = False,

@@ -6,16 +6,8 @@ the client secret is read from an environment variable (``--client-secret-env``,
 token. Errors print one line on stderr, never a secret, and no traceback unless
 ``--debug``.
 
-Exit statuses:
-
-==  ============================================================================
-0   success
-1   ``request``: the resource answered with an HTTP status of 400 or more
-2   bad usage or configuration: a missing secret, a bad URL, an unknown option
-3   the token endpoint refused: ``invalid_client``, ``invalid_grant``, ...
-4   the token endpoint could not be reached, failed, or answered nonsense
-5   ``request``: the resource could not be reached
-==  ============================================================================
+The exit statuses and environment variables are listed by ``tokenauth --help`` (the
+epilog in :mod:`._cli_parser`) and in ``docs/cli.rst``.
 """
 
 from __future__ import annotations
@@ -24,198 +16,125 @@ import argparse
 import json
 import logging
 import os
-import re
+import socket
+import ssl
 import sys
 import traceback
-from collections.abc import Sequence
+import urllib.parse
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable, NoReturn, Optional, TextIO
+from typing import Any, Optional, TextIO
 
 import requests
+import urllib3.exceptions
+from requests.adapters import HTTPAdapter
 
 from ._auth import TokenAuth
+from ._cli_parser import (
+    DEFAULT_REFRESH_TOKEN_ENV,
+    DEFAULT_SECRET_ENV,
+    ENV_DEFAULTS,
+    EXIT_HTTP_ERROR,
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_TOKEN_ENDPOINT,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    GRANTS,
+    CommandError,
+    build_parser,
+)
 from ._errors import (
     ConfigurationError,
     InvalidGrantError,
     TokenAuthError,
     TokenEndpointError,
 )
-from ._grants import ClientCredentials, Grant, RefreshToken
+from ._grants import Grant, RefreshToken
+from ._grants._discovery import discover
+from ._grants._urls import is_loopback
 
-EXIT_OK = 0
-EXIT_HTTP_ERROR = 1
-EXIT_USAGE = 2
-EXIT_REFUSED = 3
-EXIT_TOKEN_ENDPOINT = 4
-EXIT_UNREACHABLE = 5
-
-#: Where the client secret and a refresh token are read from by default.
-DEFAULT_SECRET_ENV = "TOKENAUTH_CLIENT_SECRET"
-DEFAULT_REFRESH_TOKEN_ENV = "TOKENAUTH_REFRESH_TOKEN"
-
-#: Environment variables that supply defaults for the non-secret options.
-ENV_DEFAULTS = {
-    "token_url": "TOKENAUTH_TOKEN_URL",
-    "issuer": "TOKENAUTH_ISSUER",
-    "client_id": "TOKENAUTH_CLIENT_ID",
-    "scope": "TOKENAUTH_SCOPE",
-}
-
-GRANTS: dict[str, type[Grant]] = {
-    "client_credentials": ClientCredentials,
-    "refresh_token": RefreshToken,
-}
-
-
-class CommandError(Exception):
-    """A failure the CLI reports as one line with this exit status."""
-
-    def __init__(self, message: str, status: int) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class _Parser(argparse.ArgumentParser):
-    """Usage errors as one line (argparse prints the usage block first by default)."""
-
-    def error(self, message: str) -> NoReturn:
-        message = re.sub(r"(--[\w-]+)=\S+", r"\1=...", message)
-        head, sep, rest = message.partition(": ")
-        if head == "unrecognized arguments":  # values may be a secret typed by mistake
-            rest = " ".join(word for word in rest.split() if word.startswith("-")) or "(values)"
-        raise CommandError(f"{head}{sep}{rest} (see {self.prog} --help)", EXIT_USAGE)
-
-
-def _supports_issuer() -> bool:
-    return all(hasattr(cls, "from_issuer") for cls in GRANTS.values())
-
-
-def _auth_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("authorization server and client")
-    where = group.add_mutually_exclusive_group()
-    where.add_argument(
-        "--token-url", default=os.environ.get(ENV_DEFAULTS["token_url"]), help="token endpoint"
-    )
-    if _supports_issuer():
-        where.add_argument(
-            "--issuer",
-            default=os.environ.get(ENV_DEFAULTS["issuer"]),
-            help="issuer URL; the token endpoint is discovered from its metadata",
-        )
-    group.add_argument("--client-id", default=os.environ.get(ENV_DEFAULTS["client_id"]))
-    group.add_argument(
-        "--scope", default=os.environ.get(ENV_DEFAULTS["scope"]), help="space-separated scopes"
-    )
-    group.add_argument("--grant", choices=sorted(GRANTS), default="client_credentials")
-    group.add_argument(
-        "--auth-method",
-        choices=("client_secret_basic", "client_secret_post", "none"),
-        default="client_secret_basic",
-        help="client authentication ('none' for a public client, which needs no secret)",
-    )
-    secret = group.add_mutually_exclusive_group()
-    secret.add_argument(
-        "--client-secret-env",
-        metavar="NAME",
-        default=DEFAULT_SECRET_ENV,
-        help=f"environment variable holding the client secret (default {DEFAULT_SECRET_ENV})",
-    )
-    secret.add_argument("--client-secret-file", metavar="PATH", type=Path)
-    refresh = group.add_mutually_exclusive_group()
-    refresh.add_argument(
-        "--refresh-token-env",
-        metavar="NAME",
-        default=DEFAULT_REFRESH_TOKEN_ENV,
-        help=f"for --grant refresh_token (default {DEFAULT_REFRESH_TOKEN_ENV})",
-    )
-    refresh.add_argument("--refresh-token-file", metavar="PATH", type=Path)
-    group.add_argument(
-        "--allow-insecure-http",
-        action="store_true",
-        help="accept a plain-http token URL to a host other than this machine",
-    )
-    group.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
-    parser.add_argument("--debug", action="store_true", help="tracebacks and debug logging")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The ``tokenauth`` argument parser."""
-    parser = _Parser(
-        prog="tokenauth",
-        description="OAuth 2.0 bearer tokens for requests, from the command line.",
-        epilog="Secrets are read from the environment or a file, never from arguments.",
-    )
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    demo = commands.add_parser("demo", help="run the demo against the embedded server")
-    demo.add_argument("--threads", type=int, default=8, help="worker threads (default 8)")
-    demo.add_argument("--seconds", type=float, default=6.0, help="how long to run (default 6)")
-    demo.add_argument("--lifetime", type=int, default=2, help="token lifetime in seconds")
-
-    token = commands.add_parser("token", help="obtain a token and print it")
-    _auth_options(token)
-    token.add_argument("--json", action="store_true", help="print the whole token as JSON")
-    token.add_argument(
-        "--include-refresh-token",
-        action="store_true",
-        help="with --json, include the refresh token (left out by default)",
-    )
-
-    request = commands.add_parser("request", help="send an authenticated request")
-    request.add_argument("method", help="GET, POST, ...")
-    request.add_argument("url")
-    _auth_options(request)
-    request.add_argument(
-        "-d", "--data", help="request body; @PATH reads a file, @- reads standard input"
-    )
-    request.add_argument(
-        "-H",
-        "--header",
-        action="append",
-        default=[],
-        metavar="'NAME: VALUE'",
-        help="extra request header (repeatable)",
-    )
-    request.add_argument(
-        "-i", "--include", action="store_true", help="print the status line and headers first"
-    )
-    return parser
+__all__ = [
+    "EXIT_HTTP_ERROR",
+    "EXIT_OK",
+    "EXIT_REFUSED",
+    "EXIT_TOKEN_ENDPOINT",
+    "EXIT_UNREACHABLE",
+    "EXIT_USAGE",
+    "CommandError",
+    "build_parser",
+    "main",
+]
 
 
 # -- reading the secrets ----------------------------------------------------------------------
 
 
-def _read_secret(env: str, path: Optional[Path], what: str, flag: str) -> Optional[str]:
+def _read_secret(env: str, path: Optional[Path], flag: str) -> Optional[str]:
+    """The secret in file ``path``, else in variable ``env``. Messages name the option
+    (``flag``), never the path or the variable, which may be a secret typed there by mistake."""
     if path is not None:
         try:
             value = path.read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise CommandError(
-                f"cannot read the {what} file {str(path)!r}: {exc.strerror}", EXIT_USAGE
+                f"cannot read the file given to {flag}-file: {exc.strerror}", EXIT_USAGE
             ) from None
+        except UnicodeDecodeError:
+            raise CommandError(f"the file given to {flag}-file is not UTF-8", EXIT_USAGE) from None
         if not value:
-            raise CommandError(f"the {what} file {str(path)!r} is empty", EXIT_USAGE)
+            raise CommandError(f"the file given to {flag}-file is empty", EXIT_USAGE)
         return value
     return os.environ.get(env) or None
 
 
+def _unset(env: str, default: str, flag: str) -> str:
+    if env == default:
+        return f"set {default} or pass {flag}-file"
+    return f"the variable named by {flag}-env is unset or empty; or pass {flag}-file"
+
+
+def _check_plain_http(url: Optional[str], option: str, allowed: bool) -> None:
+    if url is None or allowed:
+        return
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise CommandError(
+            f"{option} is plain http: tokens would travel unencrypted. Use https, or pass "
+            "--allow-insecure-http if this network is trusted",
+            EXIT_USAGE,
+        )
+
+
 def _grant(args: argparse.Namespace) -> Grant:
+    if args.command == "token" and args.include_refresh_token and not args.json:
+        raise CommandError("--include-refresh-token needs --json", EXIT_USAGE)
     if not args.client_id:
         raise CommandError(
             f"no client id: pass --client-id or set {ENV_DEFAULTS['client_id']}", EXIT_USAGE
         )
-    issuer = getattr(args, "issuer", None)
-    if not args.token_url and not issuer:
-        hint = " or --issuer" if _supports_issuer() else ""
-        raise CommandError(f"no token endpoint: pass --token-url{hint}", EXIT_USAGE)
-    secret = _read_secret(
-        args.client_secret_env, args.client_secret_file, "client secret", "--client-secret-file"
-    )
+    if not args.token_url and not args.issuer:
+        raise CommandError("no token endpoint: pass --token-url or --issuer", EXIT_USAGE)
+    _check_plain_http(args.token_url, "--token-url", args.allow_insecure_http)
+    _check_plain_http(args.issuer, "--issuer", args.allow_insecure_http)
+    secret = _read_secret(args.client_secret_env, args.client_secret_file, "--client-secret")
     if secret is None and args.auth_method != "none":
         raise CommandError(
-            f"no client secret: set {args.client_secret_env} or pass --client-secret-file "
-            "(or --auth-method none for a public client)",
+            "no client secret: "
+            + _unset(args.client_secret_env, DEFAULT_SECRET_ENV, "--client-secret")
+            + " (or --auth-method none for a public client)",
             EXIT_USAGE,
         )
+    cls = GRANTS[args.grant]
+    refresh: Optional[str] = None
+    if cls is RefreshToken:
+        refresh = _read_secret(args.refresh_token_env, args.refresh_token_file, "--refresh-token")
+        if refresh is None:
+            raise CommandError(
+                "no refresh token: "
+                + _unset(args.refresh_token_env, DEFAULT_REFRESH_TOKEN_ENV, "--refresh-token"),
+                EXIT_USAGE,
+            )
     kwargs: dict[str, Any] = {
         "client_id": args.client_id,
         "client_secret": secret if args.auth_method != "none" else None,
@@ -224,19 +143,88 @@ def _grant(args: argparse.Namespace) -> Grant:
         "timeout": args.timeout,
         "allow_insecure_http": args.allow_insecure_http,
     }
-    cls = GRANTS[args.grant]
-    if cls is RefreshToken:
-        refresh = _read_secret(args.refresh_token_env, args.refresh_token_file, "refresh token", "")
-        if refresh is None:
-            raise CommandError(
-                f"no refresh token: set {args.refresh_token_env} or pass --refresh-token-file",
-                EXIT_USAGE,
-            )
+    if refresh is not None:
         kwargs["refresh_token"] = refresh
-    if issuer and not args.token_url:
-        from_issuer: Callable[..., Grant] = getattr(cls, "from_issuer")  # noqa: B009
-        return from_issuer(issuer, **kwargs)
-    return cls(args.token_url, **kwargs)
+    if args.token_url:
+        return cls(args.token_url, **kwargs)
+    _discover(args.issuer, args)
+    return cls.from_issuer(args.issuer, **kwargs)
+
+
+class _FailureRecorder(HTTPAdapter):
+    """Remembers why requests failed: discovery reports only the exception's class name."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures: list[requests.exceptions.RequestException] = []
+
+    def send(self, *args: Any, **kwargs: Any) -> requests.Response:
+        try:
+            return super().send(*args, **kwargs)
+        except requests.exceptions.RequestException as exc:
+            self.failures.append(exc)
+            raise
+
+
+def _discover(issuer: str, args: argparse.Namespace) -> None:
+    """Fetch (and cache, for ``from_issuer``) the issuer's metadata, so that an issuer that
+    cannot be reached exits as a token endpoint that cannot be reached does."""
+    recorder = _FailureRecorder()
+    with requests.Session() as session:
+        session.mount("http://", recorder)
+        session.mount("https://", recorder)
+        try:
+            discover(
+                issuer,
+                session=session,
+                timeout=args.timeout,
+                allow_insecure_http=args.allow_insecure_http,
+            )
+        except ConfigurationError:
+            if not recorder.failures:
+                raise
+            kinds = sorted({_failure_kind(exc) for exc in recorder.failures})
+            raise CommandError(
+                f"the metadata of issuer {issuer} could not be fetched: {', '.join(kinds)}",
+                EXIT_TOKEN_ENDPOINT,
+            ) from recorder.failures[-1]
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and everything it wraps: causes, contexts, urllib3's ``reason``, and
+    exceptions passed as arguments (requests wraps urllib3's errors that way)."""
+    pending, seen = [exc], set()
+    while pending:
+        current = pending.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        reason = getattr(current, "reason", None)
+        wrapped = [current.__cause__, current.__context__, reason, *current.args]
+        pending.extend(e for e in wrapped if isinstance(e, BaseException))
+
+
+def _failure_kind(exc: BaseException) -> str:
+    """What kind of connection failure ``exc`` is: words for a person, never a secret."""
+    causes = list(_causes(exc))
+    # Before the timeouts: urllib3's NewConnectionError (refused, DNS) subclasses its
+    # ConnectTimeoutError.
+    checks: tuple[tuple[str, tuple[type[BaseException], ...]], ...] = (
+        ("TLS error", (requests.exceptions.SSLError, ssl.SSLError, urllib3.exceptions.SSLError)),
+        ("DNS lookup failed", (socket.gaierror, urllib3.exceptions.NameResolutionError)),
+        ("connection refused", (ConnectionRefusedError,)),
+        ("connection reset", (ConnectionResetError,)),
+        (
+            "timed out",
+            (requests.exceptions.Timeout, urllib3.exceptions.ReadTimeoutError, socket.timeout),
+        ),
+        ("invalid URL", (requests.exceptions.InvalidURL,)),
+    )
+    for words, types in checks:
+        if any(isinstance(cause, types) for cause in causes):
+            return words
+    return "connection failed"
 
 
 def _secrets(args: argparse.Namespace) -> list[str]:
@@ -249,7 +237,7 @@ def _secrets(args: argparse.Namespace) -> list[str]:
         if env is None:
             continue
         try:
-            value = _read_secret(env, path, "", "")
+            value = _read_secret(env, path, "")
         except CommandError:
             value = None
         if value:
@@ -316,7 +304,8 @@ def _request(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise
     except requests.exceptions.RequestException as exc:
         raise CommandError(
-            f"{method} {args.url} failed: {type(exc).__name__}", EXIT_UNREACHABLE
+            f"{method} {args.url} failed: {type(exc).__name__} ({_failure_kind(exc)})",
+            EXIT_UNREACHABLE,
         ) from exc
     with response:
         if args.include:
@@ -364,6 +353,19 @@ def _status(exc: BaseException) -> int:
     return EXIT_TOKEN_ENDPOINT
 
 
+def _message(exc: BaseException) -> str:
+    """The one line for ``exc``: with the kind of connection failure behind a token
+    endpoint error, and the option rather than the Python keyword for plain http."""
+    text = str(exc)
+    if isinstance(exc, TokenEndpointError) and any(
+        isinstance(cause, requests.exceptions.RequestException) for cause in _causes(exc)
+    ):
+        text = f"{text} ({_failure_kind(exc)})"
+    if isinstance(exc, ConfigurationError):
+        text = text.replace("allow_insecure_http=True", "--allow-insecure-http")
+    return text
+
+
 def _scrub(text: str, secrets: Sequence[str]) -> str:
     for secret in secrets:
         text = text.replace(secret, "<redacted>")
@@ -395,7 +397,7 @@ def main(
         secrets = _secrets(args) if args is not None else []
         if args is not None and getattr(args, "debug", False):
             print(_scrub(traceback.format_exc(), secrets), file=err, end="")
-        print(f"tokenauth: error: {_scrub(str(exc), secrets)}", file=err)
+        print(f"tokenauth: error: {_scrub(_message(exc), secrets)}", file=err)
         return _status(exc)
     except KeyboardInterrupt:
         print("tokenauth: interrupted", file=err)

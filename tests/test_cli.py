@@ -253,7 +253,8 @@ def test_missing_secret(auth_server: AuthServer, command: str) -> None:
 def test_missing_secret_file(auth_server: AuthServer, tmp_path: Path) -> None:
     missing = tmp_path / "nope"
     result = tokenauth("token", *svc(auth_server, "--client-secret-file", str(missing)))
-    assert "cannot read the client secret file" in assert_one_error_line(result, _cli.EXIT_USAGE)
+    line = assert_one_error_line(result, _cli.EXIT_USAGE)
+    assert "cannot read the file given to --client-secret-file" in line
 
 
 @pytest.mark.parametrize("command", ["token", "request"])

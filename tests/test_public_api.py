@@ -19,6 +19,7 @@ def test_all_is_pinned() -> None:
         "AccessDeniedError",
         "AuthorizationCode",
         "AuthorizationRequest",
+        "AuthorizedAdapter",
         "ClientCredentials",
         "Clock",
         "ConfigurationError",

@@ -7,8 +7,9 @@ import secrets
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
+import requests
 from oauthlib.common import add_params_to_uri
 from oauthlib.oauth2 import WebApplicationClient
 
@@ -19,9 +20,12 @@ from .._errors import (
     InvalidGrantError,
     StateMismatchError,
 )
+from .._options import AuthMethod, Scope, Timeout
 from .._token import Token
 from ._base import Grant
 from ._identity import unnamed_user
+from ._jwt import Key
+from ._transport import DEFAULT_TIMEOUT_SECONDS
 from ._urls import check_url
 
 #: PKCE code verifier length (RFC 7636 §4.1 allows 43 to 128 characters).
@@ -69,9 +73,39 @@ class AuthorizationCode(Grant):
     unattended = False
 
     def __init__(
-        self, token_url: str, *, authorization_url: str, redirect_uri: str, **kwargs: Any
+        self,
+        token_url: str,
+        *,
+        authorization_url: str,
+        redirect_uri: str,
+        client_id: str,
+        client_secret: Optional[str] = None,
+        scope: Scope = None,
+        auth_method: AuthMethod = "client_secret_basic",
+        extra: Optional[Mapping[str, str]] = None,
+        session: Optional[requests.Session] = None,
+        timeout: Timeout = DEFAULT_TIMEOUT_SECONDS,
+        allow_insecure_http: bool = False,
+        client_key: Optional[Key] = None,
+        client_key_id: Optional[str] = None,
+        client_assertion_algorithm: Optional[str] = None,
+        revocation_url: Optional[str] = None,
     ) -> None:
-        super().__init__(token_url, **kwargs)
+        super().__init__(
+            token_url,
+            client_id=client_id,
+            client_secret=client_secret,
+            scope=scope,
+            auth_method=auth_method,
+            extra=extra,
+            session=session,
+            timeout=timeout,
+            allow_insecure_http=allow_insecure_http,
+            client_key=client_key,
+            client_key_id=client_key_id,
+            client_assertion_algorithm=client_assertion_algorithm,
+            revocation_url=revocation_url,
+        )
         self.authorization_url = check_url(
             authorization_url, "authorization URL", allow_insecure_http=self.allow_insecure_http
         )
@@ -82,6 +116,29 @@ class AuthorizationCode(Grant):
     def store_identity(self) -> Optional[str]:
         # the token belongs to the person who signs in, whom this grant never learns
         raise unnamed_user("AuthorizationCode", "whoever signs in owns the token")
+    if TYPE_CHECKING:  # the endpoint may come from the metadata: optional here
+
+        @classmethod
+        def from_issuer(  # type: ignore[override]
+            cls,
+            issuer: str,
+            /,
+            *,
+            authorization_url: Optional[str] = None,
+            redirect_uri: str,
+            client_id: str,
+            client_secret: Optional[str] = None,
+            scope: Scope = None,
+            auth_method: AuthMethod = "client_secret_basic",
+            extra: Optional[Mapping[str, str]] = None,
+            session: Optional[requests.Session] = None,
+            timeout: Timeout = DEFAULT_TIMEOUT_SECONDS,
+            allow_insecure_http: bool = False,
+            client_key: Optional[Key] = None,
+            client_key_id: Optional[str] = None,
+            client_assertion_algorithm: Optional[str] = None,
+            revocation_url: Optional[str] = None,
+        ) -> AuthorizationCode: ...
 
     @classmethod
     def _use_metadata(cls, metadata: Mapping[str, Any], kwargs: dict[str, Any]) -> None:

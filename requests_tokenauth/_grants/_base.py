@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import logging
 import urllib.parse
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional, TypeVar, Union
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional, TypeVar, cast
 
 import requests
 from oauthlib.oauth2 import Client
 
 from .._clock import Clock
 from .._errors import ConfigurationError, InvalidGrantError, sent_secrets
+from .._options import AuthMethod, Scope, Timeout, TokenTypeHint
 from .._token import Token
 from ._client_auth import ClientAssertion, ClientAuth, basic_credentials
 from ._compliance import ComplianceHooks
@@ -22,13 +23,17 @@ from ._transport import (
     DEFAULT_MAX_REQUEST_SECONDS,
     DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_TIMEOUT_SECONDS,
-    Timeout,
     Transport,
 )
 from ._urls import check_url, direct_proxies
 
 if TYPE_CHECKING:
+    from typing_extensions import Concatenate, ParamSpec  # typing has them from 3.10 on
+
     from .._dpop import DPoPProofs
+
+    #: The keyword parameters of a grant's constructor, which ``from_issuer`` takes too.
+    P = ParamSpec("P")
 
 log = logging.getLogger("requests_tokenauth")
 
@@ -103,8 +108,8 @@ class Grant:
         *,
         client_id: str,
         client_secret: Optional[str] = None,
-        scope: Union[str, Iterable[str], None] = None,
-        auth_method: str = "client_secret_basic",
+        scope: Scope = None,
+        auth_method: AuthMethod = "client_secret_basic",
         extra: Optional[Mapping[str, str]] = None,
         session: Optional[requests.Session] = None,
         timeout: Timeout = DEFAULT_TIMEOUT_SECONDS,
@@ -233,7 +238,9 @@ class Grant:
         self.compliance_hooks.register(hook_type, hook)
 
     @classmethod
-    def from_issuer(cls: type[G], issuer: str, /, **kwargs: Any) -> G:
+    def from_issuer(
+        cls: Callable[Concatenate[str, P], G], issuer: str, /, *args: P.args, **kwargs: P.kwargs
+    ) -> G:
         """This grant, configured from the issuer's metadata (RFC 8414
         ``/.well-known/oauth-authorization-server``, else OpenID Connect
         ``/.well-known/openid-configuration``), fetched once per process and cached (with
@@ -247,10 +254,18 @@ class Grant:
 
         :param issuer: the issuer identifier, e.g. ``"https://idp.example.com"``
             (positional, so :class:`JWTBearer`'s own ``issuer=`` can be passed too).
-        :param kwargs: this grant's other parameters (``client_id=``, ``session=``, ...).
+        :param kwargs: this grant's constructor parameters but the token URL (``client_id=``,
+            ``session=``, ...); type checkers check them against the constructor's.
         :raises ConfigurationError: no metadata, a mismatched ``issuer``, or no usable
             endpoint or client-authentication method.
         """
+        if args:  # every parameter after the token URL is keyword-only
+            raise TypeError("from_issuer() takes the issuer, then keyword arguments only")
+        grant_class = cast("type[Grant]", cls)  # `cls` is typed for what it accepts
+        return cast(G, grant_class._from_issuer(issuer, dict(kwargs)))
+
+    @classmethod
+    def _from_issuer(cls, issuer: str, kwargs: dict[str, Any]) -> Grant:
         from ._discovery import discover, pick_auth_method
 
         metadata = discover(
@@ -369,7 +384,7 @@ class Grant:
             url, body, _FORM_HEADERS, auth, clock, deadline_monotonic, what, proxies=proxies
         )
 
-    def revoke(self, token: str, token_type_hint: str, clock: Clock) -> None:
+    def revoke(self, token: str, token_type_hint: TokenTypeHint, clock: Clock) -> None:
         """Revoke ``token`` at :attr:`revocation_url` (RFC 7009); an unknown or already
         revoked token counts as revoked (§2.2).
 

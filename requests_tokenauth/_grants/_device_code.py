@@ -8,8 +8,9 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
+import requests
 from oauthlib.oauth2 import DeviceClient
 
 from .._clock import Clock
@@ -20,10 +21,13 @@ from .._errors import (
     MalformedTokenResponseError,
     redact_body,
 )
+from .._options import AuthMethod, Scope, Timeout
 from .._token import Token
 from ._base import Grant
 from ._identity import unnamed_user
+from ._jwt import Key
 from ._response import raise_for_error
+from ._transport import DEFAULT_TIMEOUT_SECONDS
 from ._urls import check_url
 
 log = logging.getLogger("requests_tokenauth")
@@ -98,9 +102,34 @@ class DeviceCode(Grant):
         device_authorization_url: str,
         on_user_code: Callable[[DeviceAuthorization], None] = print_user_code,
         sleep: Callable[[float], None] = time.sleep,
-        **kwargs: Any,
+        client_id: str,
+        client_secret: Optional[str] = None,
+        scope: Scope = None,
+        auth_method: AuthMethod = "client_secret_basic",
+        extra: Optional[Mapping[str, str]] = None,
+        session: Optional[requests.Session] = None,
+        timeout: Timeout = DEFAULT_TIMEOUT_SECONDS,
+        allow_insecure_http: bool = False,
+        client_key: Optional[Key] = None,
+        client_key_id: Optional[str] = None,
+        client_assertion_algorithm: Optional[str] = None,
+        revocation_url: Optional[str] = None,
     ) -> None:
-        super().__init__(token_url, **kwargs)
+        super().__init__(
+            token_url,
+            client_id=client_id,
+            client_secret=client_secret,
+            scope=scope,
+            auth_method=auth_method,
+            extra=extra,
+            session=session,
+            timeout=timeout,
+            allow_insecure_http=allow_insecure_http,
+            client_key=client_key,
+            client_key_id=client_key_id,
+            client_assertion_algorithm=client_assertion_algorithm,
+            revocation_url=revocation_url,
+        )
         self.device_authorization_url = check_url(
             device_authorization_url,
             "device authorization URL",
@@ -112,6 +141,30 @@ class DeviceCode(Grant):
     def store_identity(self) -> Optional[str]:
         # the token belongs to the person who approves the device, whom this grant never learns
         raise unnamed_user("DeviceCode", "whoever approves the device owns the token")
+    if TYPE_CHECKING:  # the endpoint may come from the metadata: optional here
+
+        @classmethod
+        def from_issuer(  # type: ignore[override]
+            cls,
+            issuer: str,
+            /,
+            *,
+            device_authorization_url: Optional[str] = None,
+            on_user_code: Callable[[DeviceAuthorization], None] = print_user_code,
+            sleep: Callable[[float], None] = time.sleep,
+            client_id: str,
+            client_secret: Optional[str] = None,
+            scope: Scope = None,
+            auth_method: AuthMethod = "client_secret_basic",
+            extra: Optional[Mapping[str, str]] = None,
+            session: Optional[requests.Session] = None,
+            timeout: Timeout = DEFAULT_TIMEOUT_SECONDS,
+            allow_insecure_http: bool = False,
+            client_key: Optional[Key] = None,
+            client_key_id: Optional[str] = None,
+            client_assertion_algorithm: Optional[str] = None,
+            revocation_url: Optional[str] = None,
+        ) -> DeviceCode: ...
 
     @classmethod
     def _use_metadata(cls, metadata: Mapping[str, Any], kwargs: dict[str, Any]) -> None:

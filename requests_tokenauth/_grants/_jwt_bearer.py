@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from typing import Any, Optional
 
+import requests
 from oauthlib.oauth2 import ServiceApplicationClient
 from oauthlib.oauth2.rfc6749.parameters import prepare_token_request
 
 from .._clock import Clock
 from .._errors import ConfigurationError
+from .._options import AuthMethod, Scope, Timeout
 from .._token import Token
 from ._base import Grant
 from ._jwt import Key, algorithm_for, check_signing_key, sign
+from ._transport import DEFAULT_TIMEOUT_SECONDS
 
 #: An assertion is good for this long (RFC 7523 §3 asks for a short ``exp``; Google allows
 #: at most an hour).
@@ -58,17 +62,41 @@ class JWTBearer(Grant):
         key_id: Optional[str] = None,
         lifetime_seconds: int = DEFAULT_ASSERTION_LIFETIME_SECONDS,
         claims: Optional[dict[str, Any]] = None,
-        auth_method: Optional[str] = None,
-        **kwargs: Any,
+        client_id: str,
+        client_secret: Optional[str] = None,
+        scope: Scope = None,
+        auth_method: Optional[AuthMethod] = None,
+        extra: Optional[Mapping[str, str]] = None,
+        session: Optional[requests.Session] = None,
+        timeout: Timeout = DEFAULT_TIMEOUT_SECONDS,
+        allow_insecure_http: bool = False,
+        client_key: Optional[Key] = None,
+        client_key_id: Optional[str] = None,
+        client_assertion_algorithm: Optional[str] = None,
+        revocation_url: Optional[str] = None,
     ) -> None:
         if not issuer or not subject or not key:
             raise ConfigurationError("JWTBearer needs an issuer, a subject and a key")
         if lifetime_seconds <= 0:
             raise ConfigurationError("lifetime_seconds must be positive")
         if auth_method is None:  # client authentication is optional for this grant
-            has_secret = kwargs.get("client_secret") is not None
+            has_secret = client_secret is not None
             auth_method = "client_secret_basic" if has_secret else "none"
-        super().__init__(token_url, auth_method=auth_method, **kwargs)
+        super().__init__(
+            token_url,
+            client_id=client_id,
+            client_secret=client_secret,
+            scope=scope,
+            auth_method=auth_method,
+            extra=extra,
+            session=session,
+            timeout=timeout,
+            allow_insecure_http=allow_insecure_http,
+            client_key=client_key,
+            client_key_id=client_key_id,
+            client_assertion_algorithm=client_assertion_algorithm,
+            revocation_url=revocation_url,
+        )
         self.issuer = issuer
         self.subject = subject
         self.audience = audience or self.token_url

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Callable, Optional, Union
 
+import requests
 from oauthlib.oauth2.rfc6749.parameters import prepare_token_request
 
 from .._errors import ConfigurationError
+from .._options import AuthMethod, Scope, Timeout
 from ._base import Grant
 from ._identity import credential_digest, unnamed_user
+from ._jwt import Key
+from ._transport import DEFAULT_TIMEOUT_SECONDS
 
 #: ``grant_type`` of RFC 8693 §2.1.
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
@@ -59,13 +64,38 @@ class TokenExchange(Grant):
         audience: Optional[str] = None,
         resource: Optional[str] = None,
         requested_token_type: Optional[str] = None,
-        **kwargs: Any,
+        client_id: str,
+        client_secret: Optional[str] = None,
+        scope: Scope = None,
+        auth_method: AuthMethod = "client_secret_basic",
+        extra: Optional[Mapping[str, str]] = None,
+        session: Optional[requests.Session] = None,
+        timeout: Timeout = DEFAULT_TIMEOUT_SECONDS,
+        allow_insecure_http: bool = False,
+        client_key: Optional[Key] = None,
+        client_key_id: Optional[str] = None,
+        client_assertion_algorithm: Optional[str] = None,
+        revocation_url: Optional[str] = None,
     ) -> None:
         if not subject_token or not subject_token_type:
             raise ConfigurationError("TokenExchange needs a subject_token and its type")
         if (actor_token is None) != (actor_token_type is None):
             raise ConfigurationError("actor_token and actor_token_type go together (RFC 8693)")
-        super().__init__(token_url, **kwargs)
+        super().__init__(
+            token_url,
+            client_id=client_id,
+            client_secret=client_secret,
+            scope=scope,
+            auth_method=auth_method,
+            extra=extra,
+            session=session,
+            timeout=timeout,
+            allow_insecure_http=allow_insecure_http,
+            client_key=client_key,
+            client_key_id=client_key_id,
+            client_assertion_algorithm=client_assertion_algorithm,
+            revocation_url=revocation_url,
+        )
         self._subject_token = subject_token
         self.subject_token_type = subject_token_type
         self._actor_token = actor_token

@@ -10,7 +10,7 @@ import os
 import socket
 import weakref
 from collections.abc import Mapping
-from typing import Any, Optional, Union
+from typing import Any, Optional
 
 import requests
 import urllib3
@@ -22,6 +22,7 @@ from .._errors import (
     ResponseTooLargeError,
     TokenEndpointError,
 )
+from .._options import Timeout
 from ._watchdog import private_session, watching
 
 #: A token request (every attempt, the whole answer read) gives up after this many seconds:
@@ -40,7 +41,6 @@ _CHUNK_BYTES = 16 * 1024
 #: hold every caller's thread.
 DEFAULT_TIMEOUT_SECONDS: tuple[float, float] = (5.0, 30.0)
 
-Timeout = Union[float, tuple[float, float]]
 
 
 class Transport:
