@@ -140,48 +140,28 @@ def test_a_bearer_token_given_as_token_is_refused(server, fake_clock) -> None:
     assert server.token_requests == 0 and server.resource_requests == 0
 
 
-def test_a_bearer_token_given_as_token_is_used_with_a_warning_when_allowed(
-    server, fake_clock, caplog: pytest.LogCaptureFixture
-) -> None:
-    saved = server.issue_token("svc")
-    with caplog.at_level(logging.WARNING, logger="requests_tokenauth"):
-        auth = TokenAuth(
-            service_grant(server),
-            token=saved,
-            clock=fake_clock,
-            policy=EXACT,
-            dpop=DPoPKey.generate(),
-            allow_dpop_downgrade=True,
-        )
-        session = session_with(auth)
-        for _ in range(2):
-            response = session.get(server.resource_url)
-            assert response.status_code == 200
-            assert response.request.headers["Authorization"] == f"Bearer {saved['access_token']}"
-            assert "DPoP" not in response.request.headers
-    warnings = [r for r in caplog.records if "allow_dpop_downgrade" in r.getMessage()]
-    assert len(warnings) == 1  # once per token, not once per request
-    assert_no_secret(caplog.text, saved)
-    assert server.token_requests == 0
-
-
-def stored_bearer(server: AuthServer, store: MemoryStore) -> dict[str, Any]:
-    saved = server.issue_token("svc", refresh=True)
-    store.save("shared", saved)  # saved by another client that does not use DPoP
-    return saved
-
-
-def test_a_bearer_token_from_the_store_is_refused_and_never_sent(server, fake_clock) -> None:
+def auth_over_stored_bearer(
+    server: AuthServer, clock: FakeClock, **options: Any
+) -> tuple[TokenAuth, dict[str, Any]]:
+    """A DPoP ``TokenAuth`` over a shared store that holds a Bearer token (saved by another
+    client that does not use DPoP), and that token."""
     store = MemoryStore()
-    saved = stored_bearer(server, store)
+    saved = server.issue_token("svc", refresh=True)
+    store.save("shared", saved)
     auth = TokenAuth(
         service_grant(server),
         store=store,
         store_key="shared",
-        clock=fake_clock,
+        clock=clock,
         policy=EXACT,
         dpop=DPoPKey.generate(),
+        **options,
     )
+    return auth, saved
+
+
+def test_a_bearer_token_from_the_store_is_refused_and_never_sent(server, fake_clock) -> None:
+    auth, saved = auth_over_stored_bearer(server, fake_clock)
     session = session_with(auth)
     for _ in range(2):  # every request that would carry it: nothing is sent
         with pytest.raises(DPoPDowngradeError) as caught:
@@ -192,25 +172,30 @@ def test_a_bearer_token_from_the_store_is_refused_and_never_sent(server, fake_cl
     assert server.resource_requests == 0 and server.token_requests == 0
 
 
-def test_a_bearer_token_from_the_store_is_used_with_a_warning_when_allowed(
-    server, fake_clock, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize("source", ["token=", "store"])
+def test_an_unbound_token_is_used_with_one_warning_when_allowed(
+    server, fake_clock, caplog: pytest.LogCaptureFixture, source: str
 ) -> None:
-    store = MemoryStore()
-    saved = stored_bearer(server, store)
-    auth = TokenAuth(
-        service_grant(server),
-        store=store,
-        store_key="shared",
-        clock=fake_clock,
-        policy=EXACT,
-        dpop=DPoPKey.generate(),
-        allow_dpop_downgrade=True,
-    )
     with caplog.at_level(logging.WARNING, logger="requests_tokenauth"):
+        if source == "store":
+            auth, saved = auth_over_stored_bearer(server, fake_clock, allow_dpop_downgrade=True)
+        else:
+            saved = server.issue_token("svc")
+            auth = TokenAuth(
+                service_grant(server),
+                token=saved,
+                clock=fake_clock,
+                policy=EXACT,
+                dpop=DPoPKey.generate(),
+                allow_dpop_downgrade=True,
+            )
+        session = session_with(auth)
         for _ in range(2):
-            response = session_with(auth).get(server.resource_url)
+            response = session.get(server.resource_url)
             assert response.status_code == 200
             assert response.request.headers["Authorization"] == f"Bearer {saved['access_token']}"
+            assert "DPoP" not in response.request.headers
     warnings = [r for r in caplog.records if "allow_dpop_downgrade" in r.getMessage()]
-    assert len(warnings) == 1
+    assert len(warnings) == 1  # once per token, not once per request
     assert_no_secret(caplog.text, saved)
+    assert server.token_requests == 0
