@@ -11,6 +11,7 @@ from requests.auth import AuthBase
 
 from ._clock import SYSTEM_CLOCK, Clock
 from ._dpop import DPoPKey, DPoPProofs
+from ._entry import token_from_dict
 from ._errors import OriginNotAllowedError
 from ._events import EventCallback
 from ._grants import Grant
@@ -34,7 +35,7 @@ from ._origins import (
 from ._policy import DEFAULT_POLICY, DEFAULT_REFRESH_STATUS_CODES, RefreshPolicy
 from ._retry import RetryHook, refresh_codes
 from ._stores import TokenStore
-from ._token import Token
+from ._token import Token, TokenFormatError
 
 log = logging.getLogger("requests_tokenauth")
 
@@ -86,7 +87,9 @@ class TokenAuth(AuthBase):
         raises :class:`OriginNotAllowedError`; checked once per origin).
     :param dpop: a :class:`DPoPKey`: bind tokens to it (RFC 9449); every token request and
         every resource request then carries a fresh proof. A token the server did not bind
-        (``token_type: Bearer``) raises :class:`DPoPDowngradeError` and is not used.
+        (``token_type: Bearer``) raises :class:`DPoPDowngradeError` and is not used: from
+        the token endpoint, given as ``token=`` (raised here) or loaded from ``store`` (raised
+        by the request that would carry it).
     :param allow_dpop_downgrade: with ``dpop``, use such an unbound token anyway (a warning
         is logged for each one).
     :param refresh_status_codes: the resource statuses that mean "this token was rejected"
@@ -129,6 +132,8 @@ class TokenAuth(AuthBase):
         )
         if self._dpop is not None:
             grant.use_dpop(self._dpop)
+            if token is not None:
+                self._check_given_token(token, clock)
         extra: dict[str, Any] = {} if random is None else {"random": random}
         self.manager = TokenManager(
             grant,
@@ -213,6 +218,19 @@ class TokenAuth(AuthBase):
             RetryHook(self.manager, token, self._dpop, self.refresh_status_codes)
         )
         return r
+
+    def _check_given_token(self, token: Mapping[str, Any], clock: Clock) -> None:
+        """With DPoP, a ``token=`` the server did not bind is refused here, where it is
+        given (a stored one is checked where it is used: :meth:`DPoPProofs.stamp`).
+
+        :raises DPoPDowngradeError: unless ``allow_dpop_downgrade``.
+        """
+        assert self._dpop is not None
+        try:
+            given = token_from_dict(token, clock)
+        except TokenFormatError:
+            return  # the manager reports it as a ConfigurationError
+        self._dpop.check_adopted(given)
 
     def _check_not_proxied(self, url: Optional[str]) -> None:
         """Plain http to this machine: refuse if the environment would send it through a

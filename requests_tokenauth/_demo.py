@@ -12,6 +12,7 @@ from typing import TextIO
 
 import requests
 
+from ._adapters import TokenAdapter
 from ._auth import TokenAuth
 from ._errors import TokenAuthError
 from ._grants import RefreshToken
@@ -60,8 +61,12 @@ def run_demo(
         auth = TokenAuth(grant, token=saved, on_token=save)
         session = requests.Session()
         session.trust_env = False
-        session.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=threads))
-        session.auth = auth
+        # ``session.auth = auth`` (the README's drop-in) would do the same here, except under
+        # an environment proxy: this server is plain http on 127.0.0.1, where a token must
+        # never go through a proxy, and an auth cannot see that this session ignores
+        # HTTP_PROXY (trust_env), so it refuses. The adapter form of the same auth sends
+        # loopback requests with no proxy at all: the demo runs whatever the environment.
+        session.mount(server.url + "/", TokenAdapter(auth, server.url, pool_maxsize=threads))
         start = time.monotonic()
         deadline = start + seconds
         revoke_at = start + seconds / 2

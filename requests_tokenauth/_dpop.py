@@ -208,7 +208,7 @@ class DPoPProofs:
         key; by default :meth:`check_bound` refuses it.
     """
 
-    __slots__ = ("key", "_clock", "_nonces", "allow_downgrade")
+    __slots__ = ("key", "_clock", "_nonces", "allow_downgrade", "_accepted_unbound")
 
     def __init__(self, key: DPoPKey, clock: Clock, *, allow_downgrade: bool = False) -> None:
         if not isinstance(key, DPoPKey):
@@ -217,6 +217,9 @@ class DPoPProofs:
         self._clock = clock
         self._nonces: dict[Any, str] = {}
         self.allow_downgrade = allow_downgrade
+        # the ``ath`` of the last unbound token accepted with a warning (not the token: a
+        # pickle of the auth must not carry it), so each one is warned about once
+        self._accepted_unbound: Optional[str] = None
 
     def check_bound(self, token: Token, where: str) -> None:
         """Refuse a token from a request that carried a proof but that the server did not
@@ -226,19 +229,39 @@ class DPoPProofs:
         :param where: names the endpoint in the message.
         :raises DPoPDowngradeError: unless ``allow_downgrade`` (then a warning is logged).
         """
-        if token.token_type == "DPoP":
-            return
-        if self.allow_downgrade:
-            log.warning(
-                "%s issued a %s token to a DPoP request: using it unbound (allow_dpop_downgrade)",
-                where,
-                token.token_type,
+        if token.token_type != "DPoP":
+            self._refuse_unbound(
+                token, f"{where} issued a {token.token_type} token to a DPoP request", 200
             )
+
+    def check_adopted(self, token: Token) -> None:
+        """The same rule for a token this client did not request with a proof: one given as
+        ``token=`` or loaded from a shared store (saved by a client without DPoP, say).
+
+        :raises DPoPDowngradeError: ``token`` is not DPoP-bound, unless ``allow_downgrade``
+            (then a warning is logged, once per token).
+        """
+        if token.token_type != "DPoP" and not self._was_accepted(token):
+            self._refuse_unbound(
+                token,
+                f"a {token.token_type} token given as token= or loaded from the token store "
+                "is used with a DPoP key",
+                None,
+            )
+
+    def _was_accepted(self, token: Token) -> bool:
+        accepted = self._accepted_unbound
+        return accepted is not None and accepted == access_token_hash(token.access_token)
+
+    def _refuse_unbound(self, token: Token, what: str, status_code: Optional[int]) -> None:
+        if self.allow_downgrade:
+            log.warning("%s: using it unbound (allow_dpop_downgrade)", what)
+            self._accepted_unbound = access_token_hash(token.access_token)
             return
         raise DPoPDowngradeError(
-            f"{where} issued a {token.token_type} token to a DPoP request: it is not bound "
-            "to the key, so it is not used (pass allow_dpop_downgrade=True to accept it)",
-            status_code=200,
+            f"{what}: it is not bound to the key, so it is not used (pass "
+            "allow_dpop_downgrade=True to accept it)",
+            status_code=status_code,
         )
 
     def header(self, method: str, url: str, access_token: Optional[str] = None) -> str:
@@ -252,12 +275,18 @@ class DPoPProofs:
         )
 
     def stamp(self, request: requests.PreparedRequest, token: Token) -> None:
-        """Add a proof for ``token`` to ``request`` (only DPoP-bound tokens get one)."""
+        """Add a proof for ``token`` to ``request`` (only DPoP-bound tokens get one).
+
+        :raises DPoPDowngradeError: ``token`` is unbound and was not accepted with
+            ``allow_downgrade`` (see :meth:`check_adopted`): a stored token is checked here,
+            where it is used, since it is loaded wherever the manager finds it needed.
+        """
         if token.token_type == "DPoP":
             request.headers["DPoP"] = self.header(
                 request.method or "GET", request.url or "", token.access_token
             )
         else:
+            self.check_adopted(token)
             request.headers.pop("DPoP", None)
 
     def remember_nonce(self, response: requests.Response) -> bool:

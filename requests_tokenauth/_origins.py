@@ -91,10 +91,15 @@ def proxied_error(url: Optional[str]) -> OriginNotAllowedError:
     from the environment (the proxy's address is not shown: it may carry credentials)."""
     origin = origin_of(url)
     where = origin_url(origin) if origin else "this URL"
+    host = origin[1] if origin else "the host"
     return OriginNotAllowedError(
         f"{where} is plain http to this machine, but the environment's proxy settings "
-        "(HTTP_PROXY, ALL_PROXY) would send the request through a proxy, unencrypted. Add "
-        "the host to NO_PROXY, or mount TokenAdapter there (it bypasses proxies for loopback)."
+        "(HTTP_PROXY, ALL_PROXY) would send the request through a proxy, unencrypted, so "
+        f"the token was not sent. Either add the host to NO_PROXY (NO_PROXY={host}), or "
+        "give the token through session.mount(url, TokenAdapter(auth)) or "
+        "authorize_session(session, auth, origins) instead of session.auth: they send "
+        "loopback requests with no proxy (session.trust_env = False does not help: an auth "
+        "cannot see the session)."
     )
 
 

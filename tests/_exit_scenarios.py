@@ -26,19 +26,26 @@ def save(token: dict) -> None:
     print("saved", token["access_token"], flush=True)
 
 
-def exit_during_refresh_ahead() -> int:
-    """A refresh ahead is in flight on its worker thread when the main thread returns; the
-    token endpoint answers (the server has rotated) only once the interpreter is exiting."""
+def stale_manager(on_token: Any) -> tuple[FakeClock, ScriptedGrant, TokenManager]:
+    """A manager that obtained token-1 and whose clock has since made it stale: its next
+    ``get_token`` starts a refresh ahead."""
     clock, grant = FakeClock(), ScriptedGrant()
     manager = TokenManager(
         grant,
         clock=clock,
         policy=RefreshPolicy(refresh_jitter_fraction=0),
         random=lambda: 1.0,
-        on_token=save,
+        on_token=on_token,
     )
     manager.get_token()
     clock.advance(80)  # stale
+    return clock, grant, manager
+
+
+def exit_during_refresh_ahead() -> int:
+    """A refresh ahead is in flight on its worker thread when the main thread returns; the
+    token endpoint answers (the server has rotated) only once the interpreter is exiting."""
+    _, grant, manager = stale_manager(save)
     grant.gate.clear()
     manager.get_token()  # starts the refresh ahead; returns at once
     if not grant.entered.acquire(timeout=10):
@@ -61,16 +68,7 @@ def fork_during_on_token() -> int:
             release.wait(20)
         saved.append(token["access_token"])
 
-    clock, grant = FakeClock(), ScriptedGrant()
-    manager = TokenManager(
-        grant,
-        clock=clock,
-        policy=RefreshPolicy(refresh_jitter_fraction=0),
-        random=lambda: 1.0,
-        on_token=slow_save,
-    )
-    manager.get_token()
-    clock.advance(80)
+    clock, _, manager = stale_manager(slow_save)
     manager.get_token()  # the refresh ahead obtains token-2; its save hangs
     if not in_save.wait(10):
         return 10

@@ -18,6 +18,7 @@ from requests_tokenauth import (
     DPoPDowngradeError,
     DPoPKey,
     InvalidGrantError,
+    MemoryStore,
     Password,
     TokenAuth,
     TokenEvent,
@@ -119,3 +120,82 @@ def test_bound_tokens_are_unaffected(server, fake_clock: FakeClock) -> None:
     )
     assert session_with(auth).get(server.resource_url).status_code == 200
     assert auth.token.token_type == "DPoP"
+
+
+# -- tokens this client did not request with a proof: token= and a shared store ----------------
+
+
+def assert_no_secret(text: str, token: dict[str, Any]) -> None:
+    assert token["access_token"] not in text
+    assert token.get("refresh_token", "unset-refresh") not in text
+
+
+def test_a_bearer_token_given_as_token_is_refused(server, fake_clock) -> None:
+    saved = server.issue_token("svc", refresh=True)  # e.g. saved before DPoP was turned on
+    with pytest.raises(DPoPDowngradeError) as caught:
+        TokenAuth(service_grant(server), token=saved, clock=fake_clock, dpop=DPoPKey.generate())
+    message = str(caught.value)
+    assert "token=" in message and "allow_dpop_downgrade" in message
+    assert_no_secret(message + repr(caught.value), saved)
+    assert server.token_requests == 0 and server.resource_requests == 0
+
+
+def auth_over_stored_bearer(
+    server: AuthServer, clock: FakeClock, **options: Any
+) -> tuple[TokenAuth, dict[str, Any]]:
+    """A DPoP ``TokenAuth`` over a shared store that holds a Bearer token (saved by another
+    client that does not use DPoP), and that token."""
+    store = MemoryStore()
+    saved = server.issue_token("svc", refresh=True)
+    store.save("shared", saved)
+    auth = TokenAuth(
+        service_grant(server),
+        store=store,
+        store_key="shared",
+        clock=clock,
+        policy=EXACT,
+        dpop=DPoPKey.generate(),
+        **options,
+    )
+    return auth, saved
+
+
+def test_a_bearer_token_from_the_store_is_refused_and_never_sent(server, fake_clock) -> None:
+    auth, saved = auth_over_stored_bearer(server, fake_clock)
+    session = session_with(auth)
+    for _ in range(2):  # every request that would carry it: nothing is sent
+        with pytest.raises(DPoPDowngradeError) as caught:
+            session.get(server.resource_url)
+        message = str(caught.value)
+        assert "token store" in message and "allow_dpop_downgrade" in message
+        assert_no_secret(message + repr(caught.value), saved)
+    assert server.resource_requests == 0 and server.token_requests == 0
+
+
+@pytest.mark.parametrize("source", ["token=", "store"])
+def test_an_unbound_token_is_used_with_one_warning_when_allowed(
+    server, fake_clock, caplog: pytest.LogCaptureFixture, source: str
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="requests_tokenauth"):
+        if source == "store":
+            auth, saved = auth_over_stored_bearer(server, fake_clock, allow_dpop_downgrade=True)
+        else:
+            saved = server.issue_token("svc")
+            auth = TokenAuth(
+                service_grant(server),
+                token=saved,
+                clock=fake_clock,
+                policy=EXACT,
+                dpop=DPoPKey.generate(),
+                allow_dpop_downgrade=True,
+            )
+        session = session_with(auth)
+        for _ in range(2):
+            response = session.get(server.resource_url)
+            assert response.status_code == 200
+            assert response.request.headers["Authorization"] == f"Bearer {saved['access_token']}"
+            assert "DPoP" not in response.request.headers
+    warnings = [r for r in caplog.records if "allow_dpop_downgrade" in r.getMessage()]
+    assert len(warnings) == 1  # once per token, not once per request
+    assert_no_secret(caplog.text, saved)
+    assert server.token_requests == 0

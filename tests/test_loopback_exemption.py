@@ -7,8 +7,11 @@ request (bearer token) through ``session.auth``, ``TokenAdapter`` or a wrapped a
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import socketserver
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -158,9 +161,55 @@ def test_token_auth_refuses_a_loopback_request_the_environment_would_proxy(
     session.auth = auth
     with pytest.raises(OriginNotAllowedError, match="NO_PROXY") as caught:
         session.get(auth_server.resource_url, timeout=10)
+    assert_says_what_to_do(str(caught.value))
     assert proxy.url not in str(caught.value)  # a proxy URL may carry credentials
     assert proxy.everything() == b""
     assert token["access_token"].encode() not in proxy.everything()
+    assert auth_server.resource_requests == 0
+
+
+def assert_says_what_to_do(message: str) -> None:
+    """The refusal names both ways out: the exact NO_PROXY entry, and the adapters."""
+    assert "NO_PROXY=127.0.0.1" in message
+    assert "TokenAdapter" in message and "authorize_session" in message
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m requests_tokenauth ...`` in this process's environment (the proxy
+    fixture's ``HTTP_PROXY``, no ``NO_PROXY``)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENAUTH_")}
+    env.update(PYTHONWARNINGS="ignore", TOKENAUTH_CLIENT_SECRET=SECRET)
+    return subprocess.run(
+        [sys.executable, "-m", "requests_tokenauth", *args],
+        capture_output=True,
+        env=env,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_the_demo_runs_under_an_environment_proxy(proxy: RecordingProxy) -> None:
+    """README's first command works on a machine with HTTP_PROXY set and no NO_PROXY, and
+    sends nothing to the proxy (its server is plain http on loopback)."""
+    result = run_cli("demo", "--seconds", "2", "--threads", "2", "--lifetime", "1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "OK: every request succeeded" in result.stdout
+    assert "requests failed          0" in result.stdout
+    assert proxy.everything() == b""
+
+
+def test_the_request_command_under_an_environment_proxy_says_what_to_do(
+    proxy: RecordingProxy, auth_server: AuthServer
+) -> None:
+    """The command's session trusts the environment, so the request really would go through
+    the proxy: it is refused before anything is sent, with a message that says what to do."""
+    token_options = ("--token-url", auth_server.token_url, "--client-id", "svc")
+    result = run_cli("request", "GET", auth_server.resource_url, *token_options)
+    assert result.returncode != 0
+    assert result.stderr.startswith("tokenauth: error: http://127.0.0.1:")
+    assert_says_what_to_do(result.stderr)
+    assert proxy.everything() == b""
     assert auth_server.resource_requests == 0
 
 

@@ -56,17 +56,24 @@ class SlowSave:
         self.saved.append(token["access_token"])
 
 
-# -- 1. order ------------------------------------------------------------------------------
-
-
-def test_a_slow_save_of_an_older_token_never_lands_after_a_newer_one() -> None:
+def saving_token_2_held() -> tuple[TokenManager, SlowSave]:
+    """A manager whose refresh ahead obtained token-2 on its own thread and is now inside
+    ``on_token`` for it, held there until the test sets ``save.release``."""
     clock, grant = FakeClock(), ScriptedGrant()
     save = SlowSave(hold="token-2")
     manager = make(grant, clock, on_token=save)
     manager.get_token()
     clock.advance(80)  # stale: a refresh ahead obtains token-2 on its own thread
     manager.get_token()
-    assert save.entered.wait(10)  # ...and its save is slow
+    assert save.entered.wait(10)  # the token request is done, its save is not
+    return manager, save
+
+
+# -- 1. order ------------------------------------------------------------------------------
+
+
+def test_a_slow_save_of_an_older_token_never_lands_after_a_newer_one() -> None:
+    manager, save = saving_token_2_held()
     second = manager.token
     assert second is not None and second.access_token == "token-2"
     # a 401 on token-2: this thread obtains token-3 (its refresh token spends token-2's)
@@ -145,13 +152,7 @@ def test_a_failed_save_is_not_retried_once_a_newer_token_is_saved() -> None:
 
 
 def test_wait_for_refresh_covers_the_on_token_of_a_refresh_ahead() -> None:
-    clock, grant = FakeClock(), ScriptedGrant()
-    save = SlowSave(hold="token-2")
-    manager = make(grant, clock, on_token=save)
-    manager.get_token()
-    clock.advance(80)
-    manager.get_token()
-    assert save.entered.wait(10)  # the token request is done, its save is not
+    manager, save = saving_token_2_held()
     assert not manager.wait_for_refresh(timeout=0.05)
     save.release.set()
     assert manager.wait_for_refresh()
@@ -188,13 +189,7 @@ def test_a_child_forked_during_an_on_token_call_delivers_its_own_tokens() -> Non
 def test_exit_wait_is_bounded_when_a_save_hangs(caplog: pytest.LogCaptureFixture) -> None:
     from requests_tokenauth._delivery import _flush_all_at_exit
 
-    clock, grant = FakeClock(), ScriptedGrant()
-    save = SlowSave(hold="token-2")
-    manager = make(grant, clock, on_token=save)
-    manager.get_token()
-    clock.advance(80)
-    manager.get_token()
-    assert save.entered.wait(10)
+    manager, save = saving_token_2_held()
     try:
         with caplog.at_level(logging.WARNING, logger="requests_tokenauth"):
             _flush_all_at_exit(budget_seconds=0.05)
