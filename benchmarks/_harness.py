@@ -181,11 +181,13 @@ def seeded_token(
     server: TimedAuthServer, lifetime: int, expires_in_seconds: float
 ) -> dict[str, Any]:
     """A token with a refresh token, as an app would have saved it, that the client should
-    consider expiring ``expires_in_seconds`` from now."""
+    consider expiring ``expires_in_seconds`` from now (counted, as a client counts, from
+    before the server issued it)."""
+    issued_at = time.time()
     token = server.issue_token(
         "app", scopes=("read",), lifetime_seconds=lifetime, refresh=True, user="alice"
     )
-    token["expires_at"] = time.time() + expires_in_seconds
+    token["expires_at"] = issued_at + expires_in_seconds
     return token
 
 

@@ -125,8 +125,9 @@ def _row(
     valid = [o for (t, _, o) in calls if down_at <= t < expiry]
     no_token = [o for (t, _, o) in calls if expiry <= t < recovered_at]
     after = [o for (t, _, o) in calls if t >= recovered_at]
-    # the first call that needed a new token and got one after the recovery
-    ends = [t + d for (t, d, o) in calls if o == "200" and t >= expiry and t + d >= recovered_at]
+    # the first call answered 200 after the recovery: the old token had expired by then, so
+    # it carried a new one (a call that waited for it may have started long before)
+    ends = [t + d for (t, d, o) in calls if o == "200" and t + d >= recovered_at]
     first_success: Optional[float] = round(min(ends) - recovered_at, 2) if ends else None
     return {
         "failed_valid": f"{failed(valid)} of {len(valid)}",

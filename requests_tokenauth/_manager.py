@@ -190,7 +190,7 @@ class TokenManager:
         accepted = seen is not None and now < seen.deadlines.nominal_expiry_monotonic
         if seen is not None and accepted and not self._due(now):
             return seen.token  # inside the skew, renewal failing: the server still accepts it
-        return self._renew(_expired, "expired" if seen else "missing", ride_out=True)
+        return self._renew(_expired, "expired" if seen else "missing", serve_accepted=True)
 
     # -- renewing ---------------------------------------------------------------------------
 
@@ -238,17 +238,17 @@ class TokenManager:
         self._ahead.release()
         return True
 
-    def _renew(self, needed: Needed, cause: str, *, ride_out: bool = False) -> Token:
+    def _renew(self, needed: Needed, cause: str, *, serve_accepted: bool = False) -> Token:
         """Blocking renewal: lock, re-check with ``needed``, obtain once, publish.
 
-        With ``ride_out`` (a caller that needs a token, not a 401 replacement), a failing
-        renewal is ridden out: a token the server still accepts (inside its expiry skew) is
-        returned, and with none the caller waits for the next attempt (made by whichever
+        A failing renewal is ridden out. With ``serve_accepted`` (not for a 401 replacement:
+        that token was refused), a token the server still accepts (inside its expiry skew)
+        is returned. Otherwise the caller waits for the next attempt (made by whichever
         waiter gets the lock first; the rest join it) while a transient failure's next
         attempt is due within ``max_wait_seconds`` of the call.
         """
         started = self._clock.monotonic()
-        give_up = started + self._max_wait if ride_out and self._max_wait > 0 else -math.inf
+        give_up = started + self._max_wait if self._max_wait > 0 else -math.inf
         waited = False
         while True:
             if not self._lock.acquire(timeout=self._lock_timeout):
@@ -262,7 +262,7 @@ class TokenManager:
                 if entry is not None and not needed(entry, now):
                     return entry.token
                 accepted = entry is not None and now < entry.deadlines.nominal_expiry_monotonic
-                usable = entry if ride_out and accepted else None
+                usable = entry if serve_accepted and accepted else None
                 failure = self._failure
                 if failure is None or now >= failure.next_attempt_monotonic:
                     try:
@@ -401,9 +401,10 @@ class TokenManager:
         with a store, another process) has already replaced it, the newer token is returned
         with no token request. A token that was itself obtained because of a 401 is not
         replaced again within the policy's cooldown: a resource that rejects every token
-        must not cause a refresh storm.
+        must not cause a refresh storm. While the token endpoint fails transiently, the
+        caller waits for the next attempts as :meth:`get_token` does.
 
-        :raises TokenRefreshError: the token request failed.
+        :raises TokenRefreshError: the token request failed (after ``max_wait_seconds``).
         """
         entry = self._entry
         now = self._clock.monotonic()
