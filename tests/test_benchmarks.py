@@ -86,6 +86,12 @@ def test_the_counts_our_claims_rest_on(report: dict[str, Any]) -> None:
     assert storm["resource_per_call"] < 2  # one retry, then the cooldown holds
     assert rows(report, "overhead")[ours]["failed"] == 0
     assert rows(report, "latency")[ours]["failed"] == 0
+    outage = rows(report, "outage")[ours]  # a short outage is invisible
+    assert outage["failed_valid_count"] == 0 and outage["failed_no_token_count"] == 0
+    assert outage["failed_after"] == 0 and outage["recovery_seconds"] is not None
+    long_outage = rows(report, "outage_long")[ours]  # a long one: the wait bound holds
+    assert long_outage["failed_valid_count"] == 0 and long_outage["failed_after"] == 0
+    assert 0 < long_outage["failed_no_token_count"] <= long_outage["calls_no_token"]
 
 
 def test_percentile_is_nearest_rank() -> None:
