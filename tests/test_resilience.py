@@ -14,6 +14,7 @@ import requests
 
 from requests_tokenauth import (
     ClientCredentials,
+    ConfigurationError,
     InvalidGrantError,
     MalformedTokenResponseError,
     TokenAdapter,
@@ -321,3 +322,11 @@ def test_retry_after_longer_than_the_bound_fails_at_once_and_is_never_shortened(
     fake_clock.advance(0.1)
     assert done.wait(10) and got == [auth.token]
     assert server.token_requests == 2
+
+
+@pytest.mark.parametrize("bad", [-1, float("inf"), float("nan")])
+def test_max_wait_seconds_must_be_a_finite_number_not_below_0(
+    server: AuthServer, fake_clock: FakeClock, bad: float
+) -> None:
+    with pytest.raises(ConfigurationError, match="max_wait_seconds"):
+        make_auth(server, fake_clock, max_wait_seconds=bad)
