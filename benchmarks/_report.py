@@ -147,8 +147,8 @@ _COMPARISON: list[tuple[str, str, Callable[[dict[str, Any]], str]]] = [
     ("requests that waited for a 300 ms refresh (8 threads, 3 expiries)", "latency",
      lambda r: f"{r['waited']}"),
     ("requests that failed across those expiries", "latency", lambda r: f"{r['failed']}"),
-    ("token endpoint down 3.5 s from 1 s before expiry: failed calls with the old token "
-     "still accepted / with no valid token", "outage",
+    ("token endpoint down 3.5 s from 1 s before expiry: failed calls with the old token / "
+     "with none", "outage",
      lambda r: f"{r['failed_valid']} / {r['failed_no_token']}"),
     ("token requests per second meanwhile; seconds from recovery to the first success",
      "outage", lambda r: f"{r['token_rate']}; {r['recovery_seconds']}"),
