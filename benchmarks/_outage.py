@@ -21,7 +21,7 @@ from typing import Any, Optional
 
 from ._harness import Params, Table, failed, outcome, paced_loop, per_library, run_threads
 from ._harness import seeded_token as _seeded_token
-from ._libraries import OURS, Library, margin_seconds
+from ._libraries import GOOGLE_NON_BLOCKING, OURS, Library, margin_seconds
 from ._servers import TimedAuthServer
 
 #: Every thread sends a request this often at most during an outage run.
@@ -68,6 +68,10 @@ def _outage_table(
     def run(lib: Library) -> dict[str, Any]:
         return _run(lib, p, window, threads)
 
+    google = [i for i, lib in enumerate(libraries) if lib.name == "google-auth"]
+    if google:  # its non-blocking mode right after it
+        at = google[0] + 1
+        libraries = [*libraries[:at], GOOGLE_NON_BLOCKING, *libraries[at:]]
     for lib in libraries:
         if everyone or lib is OURS:
             per_library([lib], table, run)

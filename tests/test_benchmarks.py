@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from benchmarks import extra_scenarios
-from benchmarks._libraries import BASELINE, LIBRARIES, OURS, OURS_INLINE
+from benchmarks._libraries import BASELINE, GOOGLE_NON_BLOCKING, LIBRARIES, OURS, OURS_INLINE
 from benchmarks._scenarios import SCENARIOS, percentile, summary
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,6 +58,7 @@ def test_every_scenario_has_a_row_per_library(report: dict[str, Any]) -> None:
         got = set(rows(report, name))
         want = names | ({BASELINE.name} if name == "overhead" else set())
         want |= {OURS_INLINE.name} if name == "latency" else set()
+        want |= {GOOGLE_NON_BLOCKING.name} if name.startswith("outage") else set()
         assert got == want, name
         for row in scenario["rows"]:
             if "skipped" not in row:
