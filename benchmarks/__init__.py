@@ -5,15 +5,17 @@ Run (the anchors are the ``bench`` extra; a library that is not installed is rep
 skipped)::
 
     python3 -m pip install '.[bench]'
-    python3 -m benchmarks            # about 3 minutes on 2 cores
+    python3 -m benchmarks            # about 6 minutes on 2 cores
     python3 -m benchmarks --quick    # one repetition, small counts (the test suite runs this)
 
 Results go to ``benchmarks/results/latest.md`` and ``latest.json`` (``--out DIR`` to write
 elsewhere, ``--scenario NAME`` to run only some). Everything is reported as counts and
 ratios measured in the same run: absolute times are not comparable between runs.
 
-Scenarios: overhead, fast-path cost, stampede, rotation, revocation, 401 storm, outage and
-latency at expiry (see :mod:`benchmarks._scenarios`). More scenarios plug in from other
+Scenarios: overhead, fast-path cost, stampede, rotation, revocation, 401 storm, a short and
+a long outage (:mod:`benchmarks._outage`) and latency at expiry (:mod:`benchmarks._latency`;
+the rest in :mod:`benchmarks._scenarios`). ``--scenario NAME --merge`` measures some again
+and keeps the others already in the results. More scenarios plug in from other
 modules: a module ``benchmarks.stores`` (processes with and without a shared store) is
 picked up when it exists, see :func:`extra_scenarios`.
 """

@@ -12,7 +12,7 @@ from typing import Optional
 
 from . import RESULTS_DIR, extra_scenarios
 from ._libraries import BASELINE, LIBRARIES
-from ._report import machine, write
+from ._report import machine, merge, write
 from ._scenarios import FULL, QUICK, SCENARIOS
 
 
@@ -30,6 +30,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     )
     parser.add_argument(
         "--scenario", action="append", metavar="NAME", help="run only these (repeatable)"
+    )
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the other scenarios of the results already in --out (with --scenario)",
     )
     args = parser.parse_args(argv)
     logging.getLogger().addHandler(logging.NullHandler())  # libraries' warnings stay quiet
@@ -55,7 +60,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         "quick": args.quick,
         "libraries": {lib.name: lib.version for lib in (BASELINE, *LIBRARIES)},
     }
-    md, js = write(tables, meta, args.out)
+    md, js = (merge if args.merge else write)(tables, meta, args.out)
     print(md.read_text(encoding="utf-8"))
     print(f"wrote {md} and {js}", file=sys.stderr)
     return 0

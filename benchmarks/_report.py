@@ -22,13 +22,17 @@ def markdown(tables: Sequence[Table], meta: dict[str, Any]) -> str:
     versions = ", ".join(
         f"{name} {version or '(not installed)'}" for name, version in meta["libraries"].items()
     )
+    updates = [  # scenarios measured again since (``--merge``)
+        f"  \nUpdated since: {', '.join(u['scenarios'])} by `{u['command']}`."
+        for u in meta.get("updates", [])
+    ]
     lines = [
         "# requests-tokenauth benchmarks",
         "",
         f"Command: `{meta['command']}`  ",
         f"Python {meta['python']} on {meta['platform']}, {meta['cpus']} CPUs; "
         f"{meta['seconds']:.0f} s.  ",
-        f"Libraries: {versions}.",
+        f"Libraries: {versions}." + "".join(updates),
         "",
         "Counts and ratios only: absolute times vary between machines and runs. Every library "
         "runs against the same loopback testing server, configured as its documentation "
@@ -63,6 +67,8 @@ def rst(tables: Sequence[Table], meta: dict[str, Any]) -> str:
         f"Measured with ``{meta['command']}`` on Python {meta['python']}, {meta['platform']}, "
         f"{meta['cpus']} CPUs, in {meta['seconds']:.0f} s. Libraries: {versions}.",
     ]
+    for update in meta.get("updates", []):
+        lines[0] += f" Updated since: {', '.join(update['scenarios'])} by ``{update['command']}``."
     for table in tables:
         lines += ["", table.title, "~" * len(table.title), "", table.description, ""]
         lines += [".. list-table::", "   :header-rows: 1", ""]
@@ -79,6 +85,26 @@ def rst(tables: Sequence[Table], meta: dict[str, Any]) -> str:
             lines.append(f"   * - {_rst_cell(cells[0])}")
             lines += [f"     - {_rst_cell(c)}".rstrip() for c in cells[1:]]
     return "\n".join(lines) + "\n"
+
+
+def merge(tables: Sequence[Table], meta: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
+    """Like :func:`write`, but keep the other scenarios of the run already in ``out_dir``:
+    the given tables replace theirs (or are added), and the report says which scenarios
+    were measured by which command."""
+    old = json.loads((out_dir / "latest.json").read_text(encoding="utf-8"))
+    fresh = {t.name: t for t in tables}
+    merged = [
+        fresh.pop(name, None)
+        or Table(name, s["title"], s["description"], list(s["columns"].items()), s["rows"])
+        for name, s in old["scenarios"].items()
+    ]
+    merged += fresh.values()
+    updates = [*old.get("updates", []), {
+        "command": meta["command"], "scenarios": [t.name for t in tables],
+        "seconds": meta["seconds"], "libraries": meta["libraries"],
+    }]  # fmt: skip
+    keep = {k: v for k, v in old.items() if k not in ("scenarios", "updates")}
+    return write(merged, {**keep, "updates": updates}, out_dir)
 
 
 def write(tables: Sequence[Table], meta: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
@@ -121,10 +147,13 @@ _COMPARISON: list[tuple[str, str, Callable[[dict[str, Any]], str]]] = [
     ("requests that waited for a 300 ms refresh (8 threads, 3 expiries)", "latency",
      lambda r: f"{r['waited']}"),
     ("requests that failed across those expiries", "latency", lambda r: f"{r['failed']}"),
-    ("token endpoint down for 3 s: token requests / failed requests meanwhile", "outage",
-     lambda r: f"{r['token_requests']} / {r['failed']}"),
-    ("failed requests in the 1.5 s after it recovers", "outage",
-     lambda r: f"{r['failed_after']}"),
+    ("token endpoint down 3.5 s from 1 s before expiry: failed calls with the old token / "
+     "with none", "outage",
+     lambda r: f"{r['failed_valid']} / {r['failed_no_token']}"),
+    ("token requests per second meanwhile; seconds from recovery to the first success",
+     "outage", lambda r: f"{r['token_rate']}; {r['recovery_seconds']}"),
+    ("token endpoint down 30 s: token requests per second; longest call (s)", "outage_long",
+     lambda r: f"{r['token_rate']}; {r['longest_seconds']}"),
     ("throughput vs a bare session (8 threads)", "overhead", lambda r: f"{r['ratio']:.2f}"),
     ("auth cost per request vs a constant header", "fast_path", lambda r: f"{r['ratio']}x"),
 ]  # fmt: skip

@@ -1,27 +1,40 @@
 """The scenarios. Each runs every library through the same situation against the testing
-server over loopback and returns a :class:`Table` of counts and ratios.
-
-Every loop is bounded twice: by a request count and by a deadline.
+server over loopback and returns a :class:`Table` of counts and ratios. The outage
+scenarios live in :mod:`benchmarks._outage`, latency at expiry in
+:mod:`benchmarks._latency`, the building blocks in :mod:`benchmarks._harness`.
 """
 
 from __future__ import annotations
 
-import math
 import statistics
-import threading
 import time
 import timeit
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from collections.abc import Sequence
+from typing import Any, Callable
 
 import requests
 
+from ._harness import (
+    FULL,
+    JOIN_GRACE_SECONDS,
+    QUICK,
+    WAITED_MS,
+    Params,
+    Table,
+    failed,
+    outcome,
+    paced_loop,
+    per_library,
+    percentile,
+    run_threads,
+    seeded_token,
+    summary,
+)
+from ._latency import latency
 from ._libraries import (
     BASELINE,
     OURS,
-    OURS_INLINE,
     Client,
     ConstantHeader,
     Library,
@@ -29,184 +42,27 @@ from ._libraries import (
     insecure_loopback,
     margin_seconds,
 )
+from ._outage import long_outage, outage
 from ._servers import TimedAuthServer, password_token, server_process
 
-#: Every thread of a scenario must be done this long after its deadline, or the run fails.
-JOIN_GRACE_SECONDS = 30.0
-#: A request slower than this waited for a token request (the endpoint takes 300 ms).
-WAITED_MS = 250.0
-
-
-@dataclass(frozen=True)
-class Params:
-    """Sizes of one run; :data:`FULL` is the published one, :data:`QUICK` the test suite's."""
-
-    repetitions: int
-    overhead_requests: int
-    fast_path_calls: int
-    stampede_threads: int
-    rotation_threads: int
-    rotation_lifetime_seconds: int
-    sequential_calls: int
-    outage_lifetime_seconds: int
-    outage_window_seconds: float
-    outage_tail_seconds: float
-    latency_threads: int
-    latency_lifetime_seconds: int
-    token_latency_seconds: float = 0.3
-    expiries: int = 3
-    store_processes: int = 8
-    pace_seconds: float = 0.01
-
-
-FULL = Params(
-    repetitions=5,
-    overhead_requests=2000,
-    fast_path_calls=20_000,
-    stampede_threads=64,
-    rotation_threads=16,
-    rotation_lifetime_seconds=2,
-    sequential_calls=10,
-    outage_lifetime_seconds=2,
-    outage_window_seconds=3.0,
-    outage_tail_seconds=1.5,
-    latency_threads=8,
-    latency_lifetime_seconds=2,
-)
-QUICK = Params(
-    repetitions=1,
-    overhead_requests=80,
-    fast_path_calls=300,
-    stampede_threads=16,
-    rotation_threads=16,
-    rotation_lifetime_seconds=1,
-    sequential_calls=3,
-    outage_lifetime_seconds=1,
-    outage_window_seconds=1.5,
-    outage_tail_seconds=0.5,
-    latency_threads=8,
-    latency_lifetime_seconds=1,
-    expiries=2,
-    store_processes=2,
-)
-
-
-@dataclass
-class Table:
-    """One scenario's result: a row per library, columns as ``(key, header)``."""
-
-    name: str
-    title: str
-    description: str
-    columns: list[tuple[str, str]]
-    rows: list[dict[str, Any]] = field(default_factory=list)
-
-
-# -- helpers ---------------------------------------------------------------------------------
-
-
-def outcome(session: requests.Session, url: str) -> str:
-    """``"200"``, another status, or the exception's class name."""
-    try:
-        response = session.get(url, timeout=10)
-        response.close()
-        return str(response.status_code)
-    except Exception as exc:  # every library raises its own types
-        return type(exc).__name__
-
-
-def run_threads(n: int, target: Callable[[int], Any], deadline_seconds: float) -> list[Any]:
-    """Run ``target(i)`` on ``n`` threads released together by a barrier; results (or the
-    exception raised) by thread index."""
-    barrier = threading.Barrier(n)
-    results: list[Any] = [None] * n
-
-    def run(i: int) -> None:
-        try:
-            barrier.wait(30)
-            results[i] = target(i)
-        except Exception as exc:
-            results[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(n)]
-    for t in threads:
-        t.start()
-    end = time.monotonic() + deadline_seconds + JOIN_GRACE_SECONDS
-    for t in threads:
-        t.join(max(0.0, end - time.monotonic()))
-        if t.is_alive():
-            raise RuntimeError("a benchmark thread did not finish in time")
-    return results
-
-
-def paced_loop(
-    session: requests.Session, url: str, until: float, pace: float, limit: int = 20_000
-) -> list[tuple[float, float, str]]:
-    """Send requests until the monotonic instant ``until`` (at most ``limit``), one every
-    ``pace`` seconds at most; returns ``(start, seconds, outcome)`` per request."""
-    out: list[tuple[float, float, str]] = []
-    stop = threading.Event()
-    for _ in range(limit):
-        start = time.monotonic()
-        if start >= until:
-            break
-        result = outcome(session, url)
-        out.append((start, time.monotonic() - start, result))
-        stop.wait(max(0.0, pace - (time.monotonic() - start)))
-    return out
-
-
-def failed(outcomes: Iterable[str]) -> int:
-    return sum(1 for o in outcomes if o != "200")
-
-
-def summary(outcomes: Sequence[str]) -> str:
-    """``"200 x5"`` or ``"401 x3, 200 x2"``, most common first."""
-    return ", ".join(f"{k} x{v}" for k, v in Counter(outcomes).most_common())
-
-
-def percentile(values: Sequence[float], q: float) -> Optional[float]:
-    """Nearest-rank percentile; ``None`` for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, math.ceil(q / 100 * len(ordered)) - 1))
-    return ordered[rank]
-
-
-def seeded_token(
-    server: TimedAuthServer, lifetime: int, expires_in_seconds: float
-) -> dict[str, Any]:
-    """A token with a refresh token, as an app would have saved it, that the client should
-    consider expiring ``expires_in_seconds`` from now."""
-    token = server.issue_token(
-        "app", scopes=("read",), lifetime_seconds=lifetime, refresh=True, user="alice"
-    )
-    token["expires_at"] = time.time() + expires_in_seconds
-    return token
-
-
-def per_library(
-    libraries: Sequence[Library],
-    table: Table,
-    run: Callable[[Library], dict[str, Any]],
-    *,
-    needs_refresh_tokens: bool = False,
-) -> Table:
-    for lib in libraries:
-        row: dict[str, Any] = {"library": lib.name}
-        if lib.version is None:
-            row["skipped"] = "not installed"
-        elif needs_refresh_tokens and not lib.refresh_tokens:
-            row["skipped"] = "n/a: no refresh-token support"
-        else:
-            with insecure_loopback(), google_threshold():
-                try:
-                    row.update(run(lib))
-                except Exception as exc:  # a library that breaks is a result, not a crash
-                    row["skipped"] = f"failed to run: {type(exc).__name__}"
-        table.rows.append(row)
-    return table
+__all__ = [  # the harness names are re-exported: tests and plug-in scenarios import them here
+    "FULL",
+    "JOIN_GRACE_SECONDS",
+    "QUICK",
+    "SCENARIOS",
+    "WAITED_MS",
+    "Params",
+    "Table",
+    "failed",
+    "outcome",
+    "paced_loop",
+    "per_library",
+    "percentile",
+    "run_threads",
+    "seeded_token",
+    "shared_stores",
+    "summary",
+]
 
 
 # -- the scenarios -----------------------------------------------------------------------------
@@ -445,145 +301,6 @@ def storm(libraries: Sequence[Library], p: Params) -> Table:
     return per_library(libraries, table, lambda lib: _sequential(lib, p, always_401))
 
 
-def outage(libraries: Sequence[Library], p: Params) -> Table:
-    """The token endpoint answers 503 for a window that outlasts the current token."""
-    life, window, tail = p.outage_lifetime_seconds, p.outage_window_seconds, p.outage_tail_seconds
-    threads = 4
-    table = Table(
-        "outage",
-        "Token endpoint outage",
-        f"The token endpoint answers 503 for {window:g} s, starting when the current {life} s "
-        f"token has its whole life ahead; {threads} threads send a request every 20 ms. "
-        f"Then the endpoint recovers and the run goes on for {tail:g} s.",
-        [
-            ("requests", "requests during"),
-            ("failed", "failed during"),
-            ("token_requests", "token requests during"),
-            ("failed_after", "failed after recovery"),
-        ],
-    )
-
-    def run(lib: Library) -> dict[str, Any]:
-        with TimedAuthServer(token_lifetime_seconds=life) as server:
-            token = seeded_token(server, life, life) if lib.refresh_tokens else None
-            client = lib.build(server.url, token, margin_seconds(life))
-            if token is None:
-                first = outcome(client.session, server.resource_url)  # requests-auth's token
-                if first != "200":
-                    raise RuntimeError(f"the warm-up request failed: {first}")
-            server.reset_counters()
-            server.set_token_fault("503")
-            start = time.monotonic()
-            recovered_at = start + window
-            stopper = threading.Timer(window, server.clear_token_fault)
-            stopper.start()
-            counts: list[int] = []
-
-            def count_at_recovery() -> None:
-                counts.append(server.token_requests)
-
-            snap = threading.Timer(window - 0.01, count_at_recovery)
-            snap.start()
-            results = run_threads(
-                threads,
-                lambda i: paced_loop(
-                    client.session, server.resource_url, recovered_at + tail, 0.02
-                ),
-                window + tail,
-            )
-            stopper.join(5)
-            snap.join(5)
-            client.close()
-            during = [o for r in results for (t, _, o) in r if t < recovered_at]
-            after = [o for r in results for (t, _, o) in r if t >= recovered_at]
-            return {
-                "requests": len(during),
-                "failed": failed(during),
-                "token_requests": counts[0] if counts else None,
-                "failed_after": failed(after),
-            }
-
-    return per_library(libraries, table, run)
-
-
-def latency(libraries: Sequence[Library], p: Params) -> Table:
-    """Request latency across expiries with a slow (300 ms) token endpoint."""
-    life, n = p.latency_lifetime_seconds, p.latency_threads
-    table = Table(
-        "latency",
-        "Latency at expiry",
-        f"{n} threads, one request each every {p.pace_seconds * 1000:.0f} ms, across "
-        f"{p.expiries} expiries of a {life} s token; the token endpoint takes "
-        f"{p.token_latency_seconds * 1000:.0f} ms. Milliseconds, overall and for requests "
-        "started in the second around each expiry or token request. 'waited': requests "
-        f"slower than {WAITED_MS:.0f} ms.",
-        [
-            ("p50", "p50"),
-            ("p99", "p99"),
-            ("max", "max"),
-            ("near_p50", "p50 near expiry"),
-            ("near_p99", "p99 near expiry"),
-            ("near_max", "max near expiry"),
-            ("waited", "waited"),
-            ("failed", "failed"),
-            ("token_requests", "token requests"),
-        ],
-    )
-
-    def run(lib: Library) -> dict[str, Any]:
-        with TimedAuthServer(
-            token_lifetime_seconds=life, token_latency_seconds=p.token_latency_seconds
-        ) as server:
-            token = seeded_token(server, life, life) if lib.refresh_tokens else None
-            seeded_at = time.monotonic()
-            client = lib.build(server.url, token, margin_seconds(life))
-            if token is None:
-                if outcome(client.session, server.resource_url) != "200":
-                    raise RuntimeError("the warm-up request failed")
-                seeded_at = server.token_arrivals[-1] + p.token_latency_seconds
-            server.reset_counters()
-            arrivals_before = len(server.token_arrivals)
-            until = time.monotonic() + p.expiries * life + p.token_latency_seconds
-            results = run_threads(
-                n,
-                lambda i: paced_loop(client.session, server.resource_url, until, p.pace_seconds),
-                p.expiries * life + 1,
-            )
-            client.close()
-            samples = [s for r in results for s in r]
-            arrivals = server.token_arrivals[arrivals_before:]
-            moments = [
-                seeded_at + life,
-                *arrivals,
-                *(a + p.token_latency_seconds + life for a in arrivals),
-            ]
-            near = [
-                ms
-                for (t, ms) in ((t, s * 1000) for (t, s, _) in samples)
-                if any(abs(t - m) <= 0.5 for m in moments)
-            ]
-            all_ms = [s * 1000 for (_, s, _) in samples]
-            return {
-                "p50": _ms(percentile(all_ms, 50)),
-                "p99": _ms(percentile(all_ms, 99)),
-                "max": _ms(max(all_ms, default=None)),
-                "near_p50": _ms(percentile(near, 50)),
-                "near_p99": _ms(percentile(near, 99)),
-                "near_max": _ms(max(near, default=None)),
-                "waited": sum(1 for ms in all_ms if ms >= WAITED_MS),
-                "requests": len(all_ms),
-                "failed": failed(o for (_, _, o) in samples),
-                "token_requests": server.token_requests,
-            }
-
-    ours = (OURS, OURS_INLINE) if OURS in libraries else ()
-    return per_library((*ours, *(lib for lib in libraries if lib is not OURS)), table, run)
-
-
-def _ms(value: Optional[float]) -> Optional[float]:
-    return None if value is None else round(value, 1)
-
-
 def shared_stores(libraries: Sequence[Library], p: Params) -> Table:
     """Processes with and without a shared store (``benchmarks.stores``): token requests on
     first use and per expiry for the whole fleet."""
@@ -628,5 +345,6 @@ SCENARIOS: dict[str, Callable[[Sequence[Library], Params], Table]] = {
     "revocation": revocation,
     "storm": storm,
     "outage": outage,
+    "outage_long": long_outage,
     "latency": latency,
 }

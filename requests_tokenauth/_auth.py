@@ -15,7 +15,7 @@ from ._entry import token_from_dict
 from ._errors import OriginNotAllowedError
 from ._events import EventCallback
 from ._grants import Grant
-from ._manager import DEFAULT_LOCK_TIMEOUT_SECONDS, TokenManager
+from ._manager import DEFAULT_LOCK_TIMEOUT_SECONDS, DEFAULT_MAX_WAIT_SECONDS, TokenManager
 from ._on_token import token_callback
 from ._options import RefreshAhead
 from ._origins import (
@@ -77,6 +77,9 @@ class TokenAuth(AuthBase):
     :param refresh_ahead: ``"background"`` (default: a short-lived thread refreshes ahead of
         expiry, no caller waits) or ``"inline"``.
     :param lock_timeout_seconds: how long a caller waits for another thread's token request.
+    :param max_wait_seconds: with no valid token and the token endpoint failing, how long a
+        caller waits for a token before it gets the error (default 5 s; ``0`` fails fast;
+        see :class:`TokenManager`).
     :param origins: the origins (``"https://api.example.com"``; scheme, host and port) that
         may receive the token; default: any https origin, and http to loopback hosts.
     :param strict_origins: raise :class:`OriginNotAllowedError` for a request to an origin
@@ -113,6 +116,7 @@ class TokenAuth(AuthBase):
         random: Optional[Callable[[], float]] = None,
         refresh_ahead: RefreshAhead = "background",
         lock_timeout_seconds: float = DEFAULT_LOCK_TIMEOUT_SECONDS,
+        max_wait_seconds: float = DEFAULT_MAX_WAIT_SECONDS,
         origins: Origins = None,
         strict_origins: bool = False,
         allow_insecure_http: bool = False,
@@ -146,6 +150,7 @@ class TokenAuth(AuthBase):
             policy=policy,
             refresh_ahead=refresh_ahead,
             lock_timeout_seconds=lock_timeout_seconds,
+            max_wait_seconds=max_wait_seconds,
             **extra,
         )
         # the live list: hooks registered later count too, an empty one costs nothing

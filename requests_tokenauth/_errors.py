@@ -64,10 +64,13 @@ class TokenAuthError(requests.exceptions.RequestException):
     """Base of every error raised by requests-tokenauth.
 
     :ivar next_attempt_in_seconds: set when this failure was remembered: how long until the
-        next attempt may go out (callers get the error at once until then).
+        next attempt may go out.
+    :ivar waited_seconds: set when the caller waited for a token (``max_wait_seconds``)
+        before getting this error: how long it waited.
     """
 
     next_attempt_in_seconds: Optional[float] = None
+    waited_seconds: Optional[float] = None
 
 
 class ConfigurationError(TokenAuthError, ValueError):

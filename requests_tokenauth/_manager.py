@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import random as _random
 import threading
 import time
@@ -25,7 +26,7 @@ from ._errors import (
     TokenStoreError,
 )
 from ._events import EventCallback
-from ._failures import Failure
+from ._failures import AttemptSignal, Failure
 from ._forksafe import ForkSafe, lock, rlock
 from ._grants import Grant
 from ._policy import DEFAULT_POLICY, RefreshPolicy
@@ -39,6 +40,12 @@ log = logging.getLogger("requests_tokenauth")
 #: Callers wait at most this long for another thread's token request before giving up; a
 #: little more than the default token-request timeout (5 s connect + 30 s read).
 DEFAULT_LOCK_TIMEOUT_SECONDS = 40.0
+
+#: With no valid token and the token endpoint failing, a caller waits this long at most for
+#: an attempt to succeed before it gets the error: long enough that a restart or failover of
+#: the endpoint (a few seconds) costs callers nothing, short enough that a web server's
+#: worker threads are not tied up for long in a real outage (see docs/concurrency.rst).
+DEFAULT_MAX_WAIT_SECONDS = 5.0
 
 #: How a refresh ahead of expiry runs: on a short-lived thread, so no caller waits for it.
 REFRESH_AHEAD_MODES = ("background", "inline")
@@ -54,8 +61,10 @@ class TokenManager(ForkSafe):
     starts a refresh ahead (on a short-lived thread by default) while every caller keeps
     using the still-valid token. With an expired or no token, callers wait on the lock,
     re-check, and only the first one refreshes. A failed token request is remembered with a
-    backoff: while the current token is valid nobody notices; without one, callers get the
-    typed error at once until the next attempt is due.
+    backoff: while the current token is still accepted (until its nominal expiry, past the
+    skew) nobody notices; without one, callers wait up to ``max_wait_seconds`` for the next
+    attempts (one at a time, every half second at most) and all proceed when one succeeds,
+    else get the typed error.
 
     With a ``store``, renewal takes the store's lock too, reloads (another process may have
     refreshed and rotated the refresh token), requests a token only if the stored one is not
@@ -82,6 +91,9 @@ class TokenManager(ForkSafe):
     :param refresh_ahead: ``"background"`` (a short-lived thread refreshes; no caller waits)
         or ``"inline"`` (the caller that notices refreshes before its request goes out).
     :param lock_timeout_seconds: how long a caller waits for another thread's token request.
+    :param max_wait_seconds: how long a caller with no valid token waits for a token while
+        token requests fail with a transient error (``0``: get the error at once); a next
+        attempt due later than that (a long ``Retry-After``) fails it at once.
     """
 
     def __init__(
@@ -98,17 +110,26 @@ class TokenManager(ForkSafe):
         random: Callable[[], float] = _random.random,
         refresh_ahead: str = "background",
         lock_timeout_seconds: float = DEFAULT_LOCK_TIMEOUT_SECONDS,
+        max_wait_seconds: float = DEFAULT_MAX_WAIT_SECONDS,
     ) -> None:
         if not isinstance(grant, Grant):
             raise ConfigurationError(f"grant must be a Grant, not {type(grant).__name__}")
         if refresh_ahead not in REFRESH_AHEAD_MODES:
             raise ConfigurationError(f"refresh_ahead must be one of {REFRESH_AHEAD_MODES}")
+        if not (
+            isinstance(max_wait_seconds, (int, float))
+            and math.isfinite(max_wait_seconds)
+            and max_wait_seconds >= 0
+        ):
+            raise ConfigurationError("max_wait_seconds must be a finite number >= 0")
         self.grant = grant
         self._clock = clock
         self._policy = policy
         self._random = random
         self._background = refresh_ahead == "background"
         self._lock_timeout = lock_timeout_seconds
+        self._max_wait = float(max_wait_seconds)
+        self._attempts = AttemptSignal()  # callers without a token wait here for attempts
         self._lock = threading.RLock()
         self._ahead = threading.Lock()  # held while a refresh ahead is in flight
         self._entry: Optional[_Entry] = None
@@ -148,8 +169,10 @@ class TokenManager(ForkSafe):
     def get_token(self) -> Token:
         """A token to send now, obtaining or refreshing one if needed.
 
-        :raises TokenRefreshError: no valid token and the token request failed (or failed
-            recently and the backoff has not passed).
+        :raises TokenRefreshError: no valid token, and no token request succeeded within
+            ``max_wait_seconds`` (``waited_seconds`` and ``next_attempt_in_seconds`` say
+            how long it waited and when the next attempt is due), or the failure is
+            terminal (``invalid_grant``).
         :raises TokenStoreError: no valid token and the shared store could not be locked.
         """
         entry = self._entry
@@ -166,7 +189,10 @@ class TokenManager(ForkSafe):
             if self._outbox.undelivered is not None:  # refreshing may keep failing
                 self._outbox.redeliver(seen.token, now)
             return seen.token  # still valid; the refresh publishes its token when done
-        return self._renew(_expired, "expired" if seen else "missing")
+        accepted = seen is not None and now < seen.deadlines.nominal_expiry_monotonic
+        if seen is not None and accepted and not self._due(now):
+            return seen.token  # inside the skew, renewal failing: the server still accepts it
+        return self._renew(_expired, "expired" if seen else "missing", serve_accepted=True)
 
     # -- renewing ---------------------------------------------------------------------------
 
@@ -198,6 +224,7 @@ class TokenManager(ForkSafe):
                     self._lock.release()
         finally:
             self._ahead.release()
+            self._attempts.announce()
             self._outbox.flush()
 
     def wait_for_refresh(self, timeout: float = 10.0) -> bool:
@@ -213,25 +240,64 @@ class TokenManager(ForkSafe):
         self._ahead.release()
         return self._outbox.wait_idle(max(deadline - time.monotonic(), 0.0))
 
-    def _renew(self, needed: Needed, cause: str) -> Token:
-        """Blocking renewal: lock, re-check with ``needed``, obtain once, publish."""
-        if not self._lock.acquire(timeout=self._lock_timeout):
-            raise TokenEndpointError(
-                f"gave up after {self._lock_timeout:g}s waiting for another thread's token request"
-            )
-        try:
-            entry = self._entry
-            now = self._clock.monotonic()
-            if entry is not None and not needed(entry, now):
-                return entry.token
-            failure = self._failure
-            if failure is not None and now < failure.next_attempt_monotonic:
-                raise failure.error_for_caller(now) from failure.error
-            token = self._obtain(entry, cause, needed)
-        finally:
-            self._lock.release()
-            self._outbox.flush()  # on_token and on_event, in order, with no lock held
+    def _renew(self, needed: Needed, cause: str, *, serve_accepted: bool = False) -> Token:
+        """Blocking renewal: lock, re-check with ``needed``, obtain once, publish.
+
+        A failing renewal is ridden out. With ``serve_accepted`` (not for a 401 replacement:
+        that token was refused), a token the server still accepts (inside its expiry skew)
+        is returned. Otherwise the caller waits for the next attempt (made by whichever
+        waiter gets the lock first; the rest join it) while a transient failure's next
+        attempt is due within ``max_wait_seconds`` of the call.
+        """
+        started = self._clock.monotonic()
+        give_up = started + self._max_wait if self._max_wait > 0 else -math.inf
+        waited = False
+        while True:
+            if not self._lock.acquire(timeout=self._lock_timeout):
+                raise TokenEndpointError(
+                    f"gave up after {self._lock_timeout:g}s waiting for another thread's "
+                    "token request"
+                )
+            try:
+                entry = self._entry
+                now = self._clock.monotonic()
+                if entry is not None and not needed(entry, now):
+                    return entry.token
+                accepted = entry is not None and now < entry.deadlines.nominal_expiry_monotonic
+                usable = entry if serve_accepted and accepted else None
+                failure = self._failure
+                if failure is None or now >= failure.next_attempt_monotonic:
+                    try:
+                        token = self._obtain(entry, cause, needed)
+                    except TokenAuthError as exc:
+                        now, failure = self._clock.monotonic(), self._failure
+                        if usable is not None:
+                            return self._serve_until_expiry(usable, now)
+                        if failure is None or not failure.worth_waiting_for(give_up):
+                            if not waited or failure is None:
+                                raise
+                            raise failure.error_for_caller(now, now - started) from exc
+                    else:
+                        break
+                    finally:
+                        self._attempts.announce()
+                elif usable is not None:
+                    return usable.token
+                elif not failure.worth_waiting_for(give_up):
+                    raise failure.error_for_caller(now, now - started) from failure.error
+                generation = self._attempts.generation
+                wake_at = failure.next_attempt_monotonic
+            finally:
+                self._lock.release()
+                self._outbox.flush()  # on_token and on_event, in order, with no lock held
+            self._attempts.wait(self._clock, generation, wake_at)
+            waited = True
         return token
+
+    def _serve_until_expiry(self, entry: _Entry, now: float) -> Token:
+        left = entry.deadlines.left_seconds(now)
+        log.warning("token renewal failed; the current token is used for its last %.2fs", left)
+        return entry.token
 
     def _due(self, now: float) -> bool:
         failure = self._failure
@@ -298,7 +364,7 @@ class TokenManager(ForkSafe):
             now=now,
             policy=self._policy,
             draw=self._random(),
-            token_valid=entry is not None and now < entry.deadlines.expired_monotonic,
+            token_left_seconds=entry.deadlines.left_seconds(now) if entry is not None else 0.0,
         )
         return self._failure.next_attempt_monotonic - now
 
@@ -309,9 +375,10 @@ class TokenManager(ForkSafe):
         with a store, another process) has already replaced it, the newer token is returned
         with no token request. A token that was itself obtained because of a 401 is not
         replaced again within the policy's cooldown: a resource that rejects every token
-        must not cause a refresh storm.
+        must not cause a refresh storm. While the token endpoint fails transiently, the
+        caller waits for the next attempts as :meth:`get_token` does.
 
-        :raises TokenRefreshError: the token request failed.
+        :raises TokenRefreshError: the token request failed (after ``max_wait_seconds``).
         """
         entry = self._entry
         now = self._clock.monotonic()

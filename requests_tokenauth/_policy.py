@@ -29,9 +29,16 @@ DEFAULT_UNAUTHORIZED_COOLDOWN_SECONDS = 30.0
 #: Backoff after failed token requests: first step, cap, and how many failures double it.
 DEFAULT_BACKOFF_BASE_SECONDS = 1.0
 DEFAULT_BACKOFF_MAX_SECONDS = 60.0
-#: With no valid token every caller fails until the next attempt, so that attempt comes
-#: sooner: the wait is capped lower, and an endpoint that recovers is noticed within seconds.
+#: With no valid token and a terminal error (``invalid_grant``), every caller fails until
+#: the next attempt, so it comes sooner than with a valid token: an operator's fix is seen
+#: within seconds.
 DEFAULT_BACKOFF_MAX_WITHOUT_TOKEN_SECONDS = 2.0
+#: With no valid token and a transient error, callers wait for the next attempt: it comes
+#: within half a second (a recovered endpoint is noticed that soon), and no sooner than
+#: DEFAULT_PROBE_JITTER_FRACTION of it earlier (at most 2.5 token requests per second).
+DEFAULT_PROBE_INTERVAL_SECONDS = 0.5
+#: The probe interval is drawn from its top fifth, so a fleet's processes spread out.
+DEFAULT_PROBE_JITTER_FRACTION = 0.2
 
 
 class TokenState(enum.Enum):
@@ -55,8 +62,12 @@ class RefreshPolicy(FrozenSlots):
         again because of another 401 within this window.
     :param backoff_base_seconds: the first wait after a failed token request.
     :param backoff_max_seconds: waits never exceed this (a server's ``Retry-After`` aside).
-    :param backoff_max_without_token_seconds: the lower cap while no valid token is left
-        (callers are failing meanwhile, so recovery must be noticed soon).
+    :param backoff_max_without_token_seconds: the lower cap while no valid token is left and
+        the error is terminal (callers fail meanwhile, so a fix must be noticed soon).
+    :param probe_interval_seconds: while no valid token is left and the error is transient,
+        callers wait and the next attempt comes within this long (from its top fifth): how
+        soon a recovered endpoint is noticed; its inverse bounds the token requests per
+        second one process sends to a dead endpoint.
     """
 
     __slots__ = (
@@ -68,6 +79,7 @@ class RefreshPolicy(FrozenSlots):
         "backoff_base_seconds",
         "backoff_max_seconds",
         "backoff_max_without_token_seconds",
+        "probe_interval_seconds",
     )
 
     refresh_fraction: float
@@ -78,6 +90,7 @@ class RefreshPolicy(FrozenSlots):
     backoff_base_seconds: float
     backoff_max_seconds: float
     backoff_max_without_token_seconds: float
+    probe_interval_seconds: float
 
     def __init__(
         self,
@@ -90,6 +103,7 @@ class RefreshPolicy(FrozenSlots):
         backoff_base_seconds: float = DEFAULT_BACKOFF_BASE_SECONDS,
         backoff_max_seconds: float = DEFAULT_BACKOFF_MAX_SECONDS,
         backoff_max_without_token_seconds: float = DEFAULT_BACKOFF_MAX_WITHOUT_TOKEN_SECONDS,
+        probe_interval_seconds: float = DEFAULT_PROBE_INTERVAL_SECONDS,
     ) -> None:
         values = {
             "refresh_fraction": refresh_fraction,
@@ -100,11 +114,14 @@ class RefreshPolicy(FrozenSlots):
             "backoff_base_seconds": backoff_base_seconds,
             "backoff_max_seconds": backoff_max_seconds,
             "backoff_max_without_token_seconds": backoff_max_without_token_seconds,
+            "probe_interval_seconds": probe_interval_seconds,
         }
         for name, value in values.items():
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0")
             object.__setattr__(self, name, float(value))
+        if probe_interval_seconds <= 0:
+            raise ValueError("probe_interval_seconds must be > 0 (callers wait for the probes)")
         if refresh_fraction > 0.5 or refresh_jitter_fraction > 1:
             raise ValueError("refresh_fraction must be <= 0.5 and refresh_jitter_fraction <= 1")
 
@@ -118,12 +135,20 @@ REFRESH_IN_FLOOR_SECONDS = 60.0
 
 @dataclass(frozen=True)
 class Deadlines(FrozenSlots):
-    """When one token turns stale and when it counts as expired (monotonic seconds)."""
+    """When one token turns stale, when it counts as expired, and when it really expires
+    (monotonic seconds).
 
-    __slots__ = ("stale_monotonic", "expired_monotonic")
+    ``expired_monotonic`` is ``expiry_skew_seconds`` before ``nominal_expiry_monotonic``:
+    from then on a caller renews before using the token. The skew decides *when to renew*,
+    never whether the server accepts the token: while renewal is failing, the token is
+    used until its nominal expiry.
+    """
+
+    __slots__ = ("stale_monotonic", "expired_monotonic", "nominal_expiry_monotonic")
 
     stale_monotonic: float
     expired_monotonic: float
+    nominal_expiry_monotonic: float
 
     def classify(self, now: float) -> TokenState:
         """The token's state at monotonic instant ``now``."""
@@ -132,6 +157,10 @@ class Deadlines(FrozenSlots):
         if now < self.expired_monotonic:
             return TokenState.STALE
         return TokenState.EXPIRED
+
+    def left_seconds(self, now: float) -> float:
+        """How long the server still accepts the token after ``now`` (0 once it has expired)."""
+        return max(0.0, self.nominal_expiry_monotonic - now)
 
 
 def deadlines(token: Token, policy: RefreshPolicy, draw: float) -> Deadlines:
@@ -147,9 +176,10 @@ def deadlines(token: Token, policy: RefreshPolicy, draw: float) -> Deadlines:
     """
     lifetime = token.expires_in_seconds
     if lifetime is None:
-        return Deadlines(math.inf, math.inf)
+        return Deadlines(math.inf, math.inf, math.inf)
     skew = min(policy.expiry_skew_seconds, lifetime / 10)
-    expired = token.obtained_monotonic + lifetime - skew
+    nominal = token.obtained_monotonic + lifetime
+    expired = nominal - skew
     margin = min(lifetime * policy.refresh_fraction, policy.refresh_margin_max_seconds)
     margin *= 1.0 - policy.refresh_jitter_fraction * min(max(draw, 0.0), 1.0)
     stale = expired - margin
@@ -158,7 +188,7 @@ def deadlines(token: Token, policy: RefreshPolicy, draw: float) -> Deadlines:
         floor = min(REFRESH_IN_FLOOR_SECONDS, lifetime / 2)
         hint_seconds = float(hint) if hint < 1e300 else math.inf  # an int may not fit
         stale = min(stale, token.obtained_monotonic + max(hint_seconds, floor))
-    return Deadlines(stale, expired)
+    return Deadlines(stale, expired, nominal)
 
 
 def backoff_seconds(
@@ -167,21 +197,32 @@ def backoff_seconds(
     draw: float,
     retry_after_seconds: Optional[float] = None,
     *,
-    token_valid: bool = True,
+    token_left_seconds: float = math.inf,
+    retryable: bool = True,
 ) -> float:
     """How long to wait before the next token request after ``failures`` failures in a row.
 
-    Exponential with full jitter (``draw`` in [0, 1) scales the step), capped (lower when
-    ``token_valid`` is false: callers fail until the next attempt), and never shorter than a
-    server's ``Retry-After``.
+    With a valid token (``token_left_seconds`` > 0, how long the server still accepts it):
+    exponential with full jitter (``draw`` in [0, 1) scales the step) capped at
+    ``backoff_max_seconds``, and never past the token's expiry, so the first caller left
+    without a token finds an attempt due. Without one, callers are waiting: a transient
+    error is probed again within ``probe_interval_seconds`` (from its top fifth, so at
+    most one request per 0.8 interval); a terminal one (``retryable`` false) backs off
+    exponentially up to the lower ``backoff_max_without_token_seconds``. A server's
+    ``Retry-After`` is never shortened (only bounded at ten times ``backoff_max_seconds``).
     """
     if failures <= 0:
         return 0.0
-    cap = policy.backoff_max_seconds
-    if not token_valid:
-        cap = min(cap, policy.backoff_max_without_token_seconds)
-    step = min(cap, policy.backoff_base_seconds * 2.0 ** (failures - 1))
-    wait = step * min(max(draw, 0.0), 1.0)
+    draw = min(max(draw, 0.0), 1.0)
+    if token_left_seconds > 0:
+        step = min(policy.backoff_max_seconds, policy.backoff_base_seconds * 2.0 ** (failures - 1))
+        wait = min(step * draw, token_left_seconds)
+    elif retryable:
+        jitter = DEFAULT_PROBE_JITTER_FRACTION
+        wait = policy.probe_interval_seconds * (1.0 - jitter + jitter * draw)
+    else:
+        cap = min(policy.backoff_max_seconds, policy.backoff_max_without_token_seconds)
+        wait = min(cap, policy.backoff_base_seconds * 2.0 ** (failures - 1)) * draw
     if retry_after_seconds is not None:
         wait = max(wait, min(retry_after_seconds, policy.backoff_max_seconds * 10))
     return wait

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from benchmarks import extra_scenarios
-from benchmarks._libraries import BASELINE, LIBRARIES, OURS, OURS_INLINE
+from benchmarks._libraries import BASELINE, GOOGLE_NON_BLOCKING, LIBRARIES, OURS, OURS_INLINE
 from benchmarks._scenarios import SCENARIOS, percentile, summary
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,6 +58,7 @@ def test_every_scenario_has_a_row_per_library(report: dict[str, Any]) -> None:
         got = set(rows(report, name))
         want = names | ({BASELINE.name} if name == "overhead" else set())
         want |= {OURS_INLINE.name} if name == "latency" else set()
+        want |= {GOOGLE_NON_BLOCKING.name} if name.startswith("outage") else set()
         assert got == want, name
         for row in scenario["rows"]:
             if "skipped" not in row:
@@ -86,6 +87,15 @@ def test_the_counts_our_claims_rest_on(report: dict[str, Any]) -> None:
     assert storm["resource_per_call"] < 2  # one retry, then the cooldown holds
     assert rows(report, "overhead")[ours]["failed"] == 0
     assert rows(report, "latency")[ours]["failed"] == 0
+    outage = rows(report, "outage")[ours]  # a short outage is invisible
+    assert outage["failed_valid_count"] == 0 and outage["failed_no_token_count"] == 0
+    assert outage["failed_after"] == 0 and outage["recovery_seconds"] is not None
+    # a long one: the wait bound holds (callers get the error), recovery costs nothing. Not
+    # asserted here: a call sent in the old token's last milliseconds that reaches a busy
+    # server after its expiry gets a 401, waits out the bound like the rest, and fails
+    long_outage = rows(report, "outage_long")[ours]
+    assert long_outage["failed_after"] == 0
+    assert 0 < long_outage["failed_no_token_count"] <= long_outage["calls_no_token"]
 
 
 def test_percentile_is_nearest_rank() -> None:

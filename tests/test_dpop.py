@@ -248,7 +248,7 @@ def test_token_endpoint_that_keeps_asking_for_a_nonce_fails_after_one_retry(
     server, fake_clock, key
 ) -> None:
     server.require_dpop_nonce = True
-    auth = dpop_auth(server, fake_clock, key)
+    auth = dpop_auth(server, fake_clock, key, max_wait_seconds=0)
     original = server.dpop.verify
 
     def rotate_then_verify(*args: Any, **kwargs: Any) -> str:

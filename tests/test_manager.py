@@ -129,16 +129,16 @@ def test_failed_refresh_ahead_costs_callers_nothing_and_backs_off() -> None:
 
 def test_no_valid_token_and_endpoint_down_fails_fast_until_the_backoff_passes() -> None:
     clock, grant = FakeClock(), ScriptedGrant(TokenEndpointError("down", status_code=503))
-    manager = make(grant, clock)
+    manager = make(grant, clock, max_wait_seconds=0)  # fail fast; the probe is 0.5 s away
     with pytest.raises(TokenEndpointError, match="down"):
         manager.get_token()
     for _ in range(5):
-        with pytest.raises(TokenEndpointError, match=r"next attempt in 1\.00s") as info:
+        with pytest.raises(TokenEndpointError, match=r"next attempt in 0\.50s") as info:
             manager.get_token()
         assert info.value.status_code == 503
-        assert info.value.next_attempt_in_seconds == pytest.approx(1.0)
+        assert info.value.next_attempt_in_seconds == pytest.approx(0.5)
     assert grant.calls == 1
-    clock.advance(1.0)
+    clock.advance(0.5)
     assert manager.get_token().access_token == "token-2"
 
 

@@ -103,12 +103,43 @@ def test_backoff_full_jitter_capped(
     assert backoff_seconds(failures, RefreshPolicy(), draw, retry_after) == expected
 
 
-def test_backoff_cap_is_lower_without_a_valid_token() -> None:
+def test_deadlines_keep_the_nominal_expiry_past_the_skew() -> None:
+    d = deadlines(token(100), NO_JITTER, draw=0.0)  # expired (skewed) at 95, nominal 100
+    assert (d.expired_monotonic, d.nominal_expiry_monotonic) == (95, 100)
+    assert [d.left_seconds(t) for t in (90, 95, 99.5, 100, 200)] == [10, 5, 0.5, 0, 0]
+    assert deadlines(token(None), NO_JITTER, draw=0.0).nominal_expiry_monotonic == math.inf
+
+
+def test_backoff_with_a_valid_token_never_runs_past_its_expiry() -> None:
     policy = RefreshPolicy()
-    assert backoff_seconds(8, policy, 1.0, token_valid=True) == 60.0
-    assert backoff_seconds(8, policy, 1.0, token_valid=False) == 2.0
-    assert backoff_seconds(1, policy, 1.0, token_valid=False) == 1.0
-    assert backoff_seconds(8, policy, 1.0, 30.0, token_valid=False) == 30.0  # Retry-After wins
+    assert backoff_seconds(8, policy, 1.0, token_left_seconds=math.inf) == 60.0
+    assert backoff_seconds(8, policy, 1.0, token_left_seconds=3.0) == 3.0
+    assert backoff_seconds(2, policy, 0.5, token_left_seconds=3.0) == 1.0
+    assert backoff_seconds(8, policy, 1.0, 30.0, token_left_seconds=3.0) == 30.0  # Retry-After
+
+
+@pytest.mark.parametrize("failures", [1, 2, 8, 1000])
+def test_without_a_valid_token_transient_failures_are_probed_every_half_second(
+    failures: int,
+) -> None:
+    policy = RefreshPolicy()
+    waits = [backoff_seconds(failures, policy, d, token_left_seconds=0.0) for d in (0, 0.5, 1)]
+    assert waits == pytest.approx([0.4, 0.45, 0.5])  # recovery seen within 0.5 s, <= 2.5/s
+    assert backoff_seconds(failures, policy, 0.0, 7.0, token_left_seconds=0.0) == 7.0
+
+
+def test_without_a_valid_token_terminal_failures_back_off_to_the_lower_cap() -> None:
+    policy = RefreshPolicy()
+    terminal = {"token_left_seconds": 0.0, "retryable": False}
+    assert backoff_seconds(1, policy, 1.0, **terminal) == 1.0
+    assert backoff_seconds(8, policy, 1.0, **terminal) == 2.0
+    assert backoff_seconds(8, policy, 0.5, **terminal) == 1.0
+
+
+def test_probe_interval_must_be_positive() -> None:
+    assert RefreshPolicy(probe_interval_seconds=0.2).probe_interval_seconds == 0.2
+    with pytest.raises(ValueError, match="probe_interval_seconds"):
+        RefreshPolicy(probe_interval_seconds=0)
 
 
 def test_retry_after_seconds_and_http_date() -> None:

@@ -1,10 +1,12 @@
 """Resilience against the real loopback server: outages with and without a valid token
-(exact backoff schedules), every malformed-response fault, fork and pickle safety."""
+(exact backoff schedules, callers riding out an outage on the FakeClock), every
+malformed-response fault, fork and pickle safety."""
 
 from __future__ import annotations
 
 import os
 import pickle
+import threading
 from typing import Any
 
 import pytest
@@ -12,6 +14,7 @@ import requests
 
 from requests_tokenauth import (
     ClientCredentials,
+    ConfigurationError,
     InvalidGrantError,
     MalformedTokenResponseError,
     TokenAdapter,
@@ -79,14 +82,14 @@ def test_outage_with_a_valid_token_costs_callers_nothing_and_follows_the_backoff
     assert failed == [(1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0)]
 
 
-def test_outage_with_an_expired_token_fails_fast_one_attempt_per_step(
+def test_outage_with_an_expired_token_and_max_wait_0_fails_fast_one_attempt_per_step(
     server: AuthServer, fake_clock: FakeClock
 ) -> None:
-    auth = make_auth(server, fake_clock)
+    auth = make_auth(server, fake_clock, max_wait_seconds=0)
     session = session_for(auth)
     session.get(server.resource_url)
     server.set_token_fault("503", retry_after=10)
-    fake_clock.advance(96)  # expired
+    fake_clock.advance(LIFETIME)  # expired, nominally too
     base = server.token_requests
     results = burst(session, server.resource_url)
     assert all(isinstance(r, TokenEndpointError) for r in results)
@@ -140,7 +143,7 @@ def test_each_fault_gives_a_typed_error_naming_it_and_keeps_a_valid_token(
     server: AuthServer, fake_clock: FakeClock, kind: str, error_type: type, names: str
 ) -> None:
     server.slow_seconds = 5.0
-    auth = make_auth(server, fake_clock, timeout=(2.0, 0.3))
+    auth = make_auth(server, fake_clock, timeout=(2.0, 0.3), max_wait_seconds=0)
     session = session_for(auth)
     # with no token at all: the typed error, naming the problem, with no secret in it
     server.set_token_fault(kind, count=1)
@@ -203,7 +206,7 @@ def test_sessions_with_token_auth_or_adapter_pickle(server: AuthServer) -> None:
 def test_retry_after_http_date_is_honoured(server: AuthServer, fake_clock: FakeClock) -> None:
     from email.utils import formatdate
 
-    auth = make_auth(server, fake_clock)
+    auth = make_auth(server, fake_clock, max_wait_seconds=0)
     when = formatdate(fake_clock.time() + 30, usegmt=True)
     server.set_token_fault("429", retry_after=when)
     with pytest.raises(TokenEndpointError) as info:
@@ -215,23 +218,116 @@ def test_retry_after_http_date_is_honoured(server: AuthServer, fake_clock: FakeC
     assert server.token_requests == 1
 
 
-def test_without_a_valid_token_the_backoff_is_capped_low_so_recovery_is_quick(
+# -- riding out an outage: the token until its nominal expiry, then waiting callers -----------
+
+
+def test_failing_renewal_inside_the_skew_serves_the_token_until_its_nominal_expiry(
     server: AuthServer, fake_clock: FakeClock
 ) -> None:
-    auth = make_auth(server, fake_clock)
+    auth = make_auth(server, fake_clock, max_wait_seconds=0)
     session = session_for(auth)
     session.get(server.resource_url)
-    fake_clock.advance(96)  # expired
+    first, start = auth.token, fake_clock.monotonic()
+    fake_clock.advance(96)  # past the skewed expiry (95), before the nominal one (100)
     server.set_token_fault("500")
-    start = fake_clock.monotonic()
-    attempts_at: list[float] = []
-    for t in (0, 0.9, 1, 2.9, 3, 4.9, 5, 6.9, 7, 8.9, 9):
-        fake_clock.advance(start + t - fake_clock.monotonic())
-        before = server.token_requests
-        results = burst(session, server.resource_url, n=8)
-        assert all(isinstance(r, TokenEndpointError) for r in results)
-        attempts_at += [t] * (server.token_requests - before)
-    assert attempts_at == [0, 1, 3, 5, 7, 9]  # steps 1, 2, then capped at 2 s
+    results = burst(session, server.resource_url, n=8)
+    assert [r.status_code for r in results] == [200] * 8  # the server still accepts it
+    assert server.token_requests == 2  # one blocking attempt, failed; nobody waited on it
+    fake_clock.advance(start + 99.9 - fake_clock.monotonic())  # the next attempt is due
+    results = burst(session, server.resource_url, n=8)
+    assert [r.status_code for r in results] == [200] * 8
+    assert server.token_requests == 3
+    sent = {s.authorization for s in server.seen if s.authorization.startswith("Bearer")}
+    assert sent == {first.authorization}
+    fake_clock.advance(0.1)  # nominal expiry: no token left, and max_wait 0 fails fast
+    results = burst(session, server.resource_url, n=8)
+    assert all(isinstance(r, TokenEndpointError) for r in results)
+
+
+def park(clock: FakeClock, n: int) -> None:
+    """Wait until ``n`` callers wait on ``clock`` for the next attempt."""
+    assert clock.wait_for_sleepers(n), "the callers did not all wait for the next attempt"
+
+
+def test_waiting_callers_make_one_attempt_per_probe_and_the_first_success_releases_all(
+    server: AuthServer, fake_clock: FakeClock
+) -> None:
+    events: list = []
+    auth = make_auth(server, fake_clock, on_event=events.append)  # default max wait: 5 s
+    session = session_for(auth)
+    session.get(server.resource_url)
+    fake_clock.advance(LIFETIME)  # nominally expired
+    server.set_token_fault("500")
+    base = server.token_requests
+    threads, results = start_threads(8, lambda i: session.get(server.resource_url))
+    park(fake_clock, 8)  # one attempt failed; all 8 wait for the next, none failed
+    assert server.token_requests == base + 1 and results == [None] * 8
+    for step in (2, 3, 4):
+        fake_clock.advance(0.5)  # the probe interval (random 1.0: its top)
+        park(fake_clock, 8)
+        assert server.token_requests == base + step, "one attempt per step, not per caller"
     server.clear_token_fault()
-    fake_clock.advance(2)
-    assert [r.status_code for r in burst(session, server.resource_url, n=8)] == [200] * 8
+    fake_clock.advance(0.5)
+    join_all(threads)
+    assert [r.status_code for r in results] == [200] * 8
+    assert server.token_requests == base + 5
+    failed = [(e.attempt, e.next_attempt_in_seconds) for e in events if e.kind == "refresh_failed"]
+    assert failed == [(1, 0.5), (2, 0.5), (3, 0.5), (4, 0.5)]
+    assert [e.kind for e in events][-1] == "refresh_succeeded"
+
+
+def test_the_wait_bound_raises_the_typed_error_saying_how_long_and_when_next(
+    server: AuthServer, fake_clock: FakeClock
+) -> None:
+    auth = make_auth(server, fake_clock, max_wait_seconds=1.0)
+    fake_clock.advance(10)
+    server.set_token_fault("500")
+    threads, results = start_threads(3, lambda i: auth.get_token())
+    park(fake_clock, 3)  # attempt 1 failed; attempt 2 is due within the second
+    fake_clock.advance(0.5)
+    park(fake_clock, 3)  # attempt 2 failed; attempt 3 is due exactly at the bound
+    fake_clock.advance(0.5)
+    join_all(threads)  # attempt 3 failed: the next one is past every caller's bound
+    assert server.token_requests == 3
+    for error in results:
+        assert isinstance(error, TokenEndpointError) and error.status_code == 500
+        assert error.waited_seconds == 1.0 and error.next_attempt_in_seconds == 0.5
+        assert "waited 1.00s for a token; next attempt in 0.50s" in str(error)
+    fake_clock.advance(0.5)  # a later caller waits afresh, for the next attempt only
+    server.clear_token_fault()
+    assert auth.get_token() is auth.token and server.token_requests == 4
+
+
+def test_retry_after_longer_than_the_bound_fails_at_once_and_is_never_shortened(
+    server: AuthServer, fake_clock: FakeClock
+) -> None:
+    auth = make_auth(server, fake_clock)  # default max wait: 5 s
+    server.set_token_fault("503", retry_after=10)
+    with pytest.raises(TokenEndpointError) as info:
+        auth.get_token()  # no waiting: nothing can change before the bound
+    assert info.value.retry_after_seconds == 10.0 and info.value.waited_seconds is None
+    with pytest.raises(TokenEndpointError, match=r"next attempt in 10\.00s") as info:
+        auth.get_token()
+    assert info.value.waited_seconds is None and server.token_requests == 1
+    fake_clock.advance(6)  # now the attempt is 4 s away, within the bound: a caller waits
+    server.clear_token_fault()
+    done = threading.Event()
+    got: list[Any] = []
+    caller = threading.Thread(target=lambda: (got.append(auth.get_token()), done.set()))
+    caller.daemon = True
+    caller.start()
+    park(fake_clock, 1)
+    fake_clock.advance(3.9)
+    park(fake_clock, 1)  # woken, still before the Retry-After instant: waits again
+    assert server.token_requests == 1 and not done.is_set()
+    fake_clock.advance(0.1)
+    assert done.wait(10) and got == [auth.token]
+    assert server.token_requests == 2
+
+
+@pytest.mark.parametrize("bad", [-1, float("inf"), float("nan")])
+def test_max_wait_seconds_must_be_a_finite_number_not_below_0(
+    server: AuthServer, fake_clock: FakeClock, bad: float
+) -> None:
+    with pytest.raises(ConfigurationError, match="max_wait_seconds"):
+        make_auth(server, fake_clock, max_wait_seconds=bad)
