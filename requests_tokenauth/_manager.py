@@ -394,7 +394,8 @@ class TokenManager(ForkSafe):
     # -- helpers ----------------------------------------------------------------------------
 
     def _make_entry(self, token: Token, cause: str) -> _Entry:
-        return make_entry(token, cause, self._policy, self._random())
+        lead = self._store.lead_seconds() if self._store is not None else 0.0
+        return make_entry(token, cause, self._policy, self._random(), lead)
 
     def _load(self, data: Mapping[str, Any]) -> Token:
         try:
