@@ -1,0 +1,381 @@
+"""A fleet on one store (issue 16): a stale process reads the store before it locks and
+adopts a newer token without the lock; processes queued behind a renewal leave the queue
+when it saves; the Redis lock wakes its waiters instead of polling; a holder killed in the
+middle of its token request blocks nobody; the refresh ahead starts early enough for the
+renewal to reach the fleet. Real directories, a real Redis, the loopback server."""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import signal
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any, Callable, Optional
+
+import pytest
+
+from requests_tokenauth import (
+    ClientCredentials,
+    FileStore,
+    RedisStore,
+    TokenManager,
+)
+from requests_tokenauth._clock import SYSTEM_CLOCK
+from requests_tokenauth._policy import (
+    RENEWAL_LEAD_FACTOR,
+    RefreshPolicy,
+    deadlines,
+    renewal_lead_seconds,
+)
+from requests_tokenauth._stores import store_key
+from requests_tokenauth._token import Token
+from requests_tokenauth.testing import AuthServer, FakeClock
+
+from ._store_worker import get_token_once
+from .helpers import EXACT, EXPIRED_AFTER
+
+WAIT = 10.0
+CTX = multiprocessing.get_context("spawn")
+#: A 100 s token (EXACT policy) turns stale here; the next one is 100 s newer.
+STALE_AFTER = 75
+
+
+class LockCounter:
+    """A store proxy counting lock attempts and acquisitions (``lock`` and ``lock_unless``),
+    with a condition, so a test knows when a manager is waiting for the lock."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.attempts = 0
+        self.acquired = 0
+        self._changed = threading.Condition()
+
+    def load(self, key: str) -> Optional[dict[str, Any]]:
+        return self.store.load(key)  # type: ignore[no-any-return]
+
+    def save(self, key: str, token: dict[str, Any]) -> None:
+        self.store.save(key, token)
+
+    def delete(self, key: str) -> None:
+        self.store.delete(key)
+
+    def _attempt(self) -> None:
+        with self._changed:
+            self.attempts += 1
+            self._changed.notify_all()
+
+    @contextlib.contextmanager
+    def lock(self, key: str) -> Iterator[None]:
+        self._attempt()
+        with self.store.lock(key):
+            self.acquired += 1
+            yield
+
+    @contextlib.contextmanager
+    def lock_unless(self, key: str, satisfied: Callable[[], bool]) -> Iterator[bool]:
+        self._attempt()
+        with self.store.lock_unless(key, satisfied) as held:
+            self.acquired += int(held)
+            yield held
+
+    def wait_for_attempts(self, n: int) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: self.attempts >= n, WAIT)
+
+
+class SharedStore:
+    """One shared store: :meth:`open` makes another handle on it, as another process
+    would; :attr:`spec` says how a spawned process opens it (tests/_store_worker.py)."""
+
+    def __init__(self, spec: dict[str, Any], clock: FakeClock) -> None:
+        self.spec = spec
+        self._clock = clock
+        self.clients: list[Any] = []
+
+    def open(self, **options: Any) -> Any:
+        if self.spec["kind"] == "file":
+            return FileStore(self.spec["path"], **options)
+        import redis
+
+        self.clients.append(redis.Redis.from_url(self.spec["url"], socket_timeout=WAIT + 70))
+        options.setdefault("clock", self._clock)
+        return RedisStore(self.clients[-1], key_prefix=self.spec["prefix"], **options)
+
+    def is_redis(self) -> bool:
+        return bool(self.spec["kind"] == "redis")
+
+
+@pytest.fixture(params=["file", pytest.param("redis", marks=pytest.mark.redis)])
+def shared(
+    request: pytest.FixtureRequest, tmp_path: Any, fake_clock: FakeClock
+) -> Iterator[SharedStore]:
+    if request.param == "file":
+        yield SharedStore({"kind": "file", "path": str(tmp_path / "tokens")}, fake_clock)
+        return
+    url = request.getfixturevalue("redis_url")
+    prefix = f"tokenauth-test:{uuid.uuid4().hex}:"
+    store = SharedStore({"kind": "redis", "url": url, "prefix": prefix}, fake_clock)
+    yield store
+    if store.clients:
+        keys = list(store.clients[0].scan_iter(match=prefix + "*", count=100))
+        if keys:
+            store.clients[0].delete(*keys)
+    for client in store.clients:
+        client.close()
+
+
+def manager(server: AuthServer, clock: Any, store: Any, **kw: Any) -> TokenManager:
+    grant = ClientCredentials(server.token_url, client_id="svc", client_secret="svc-secret")
+    return TokenManager(grant, store=store, clock=clock, policy=EXACT, random=lambda: 0.5, **kw)
+
+
+def _run(target: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
+    out: list[Any] = []
+
+    def run() -> None:
+        try:
+            out.append(target())
+        except Exception as exc:
+            out.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, out
+
+
+def _wait_until(condition: Callable[[], bool]) -> bool:
+    """Poll a condition that has no event to wait on (bounded)."""
+    pause = threading.Event()
+    for _ in range(int(WAIT / 0.005)):
+        if condition():
+            return True
+        pause.wait(0.005)
+    return False
+
+
+# -- read before lock -------------------------------------------------------------------
+
+
+def test_a_stale_process_adopts_the_newer_stored_token_without_taking_the_lock(
+    auth_server: AuthServer, fake_clock: FakeClock, shared: SharedStore
+) -> None:
+    auth_server.token_lifetime_seconds = 100
+    renewing = manager(auth_server, fake_clock, shared.open(), refresh_ahead="inline")
+    counted = LockCounter(shared.open())
+    reading = manager(auth_server, fake_clock, counted, refresh_ahead="inline")
+    first = renewing.get_token()
+    assert reading.get_token().access_token == first.access_token  # read, not renewed
+    fake_clock.advance(STALE_AFTER)
+    renewing.get_token()  # stale: it renews ahead and saves token 2
+    second = renewing.token
+    assert second is not None and second.access_token != first.access_token
+    reading.get_token()  # stale too: it reads token 2 from the store
+    adopted = reading.token
+    assert adopted is not None and adopted.access_token == second.access_token
+    assert auth_server.token_requests == 2
+    assert (counted.attempts, counted.acquired) == (0, 0)
+
+
+def test_a_stored_token_as_stale_as_ones_own_is_not_adopted_and_one_renewal_follows(
+    auth_server: AuthServer, fake_clock: FakeClock, shared: SharedStore
+) -> None:
+    """Nothing better in the store: the process takes the lock and renews, once."""
+    auth_server.token_lifetime_seconds = 100
+    counted = LockCounter(shared.open())
+    alone = manager(auth_server, fake_clock, counted, refresh_ahead="inline")
+    first = alone.get_token()
+    fake_clock.advance(STALE_AFTER)
+    alone.get_token()
+    assert alone.token is not None and alone.token.access_token != first.access_token
+    assert auth_server.token_requests == 2
+    assert (counted.attempts, counted.acquired) == (2, 2)
+
+
+def test_two_processes_finding_nothing_better_make_one_renewal_and_the_waiter_no_lock(
+    auth_server: AuthServer, fake_clock: FakeClock, shared: SharedStore
+) -> None:
+    """Both expired, nothing better stored: the first holds the lock through its (held)
+    token request, the second waits for the lock; when the first saves, the second takes
+    the saved token. With Redis it is woken by the release message (no poll: the poll
+    interval is far longer than the test) and never holds the lock."""
+    auth_server.token_lifetime_seconds = 100
+    first_store = LockCounter(shared.open())
+    waiter_handle = shared.open(**({"lock_poll_seconds": 60} if shared.is_redis() else {}))
+    waiter_store = LockCounter(waiter_handle)
+    renewing = manager(auth_server, fake_clock, first_store)
+    waiting = manager(auth_server, fake_clock, waiter_store)
+    renewing.get_token()
+    waiting.get_token()  # read from the store, no lock
+    fake_clock.advance(EXPIRED_AFTER)
+    auth_server.hold_token_endpoint()
+    try:
+        one, got_one = _run(renewing.get_token)
+        assert auth_server.wait_for_token_requests(2, WAIT)  # it holds the lock
+        two, got_two = _run(waiting.get_token)
+        assert waiter_store.wait_for_attempts(1)
+        if isinstance(waiter_handle, RedisStore):
+            channel = waiter_handle.lock_key(renewing._key)
+            client = waiter_handle._client
+            assert _wait_until(lambda: dict(client.pubsub_numsub(channel))[_raw(channel)] == 1)
+    finally:
+        auth_server.release_token_endpoint()
+    one.join(WAIT)
+    two.join(WAIT)
+    assert isinstance(got_one[0], Token) and isinstance(got_two[0], Token)
+    assert got_one[0].access_token == got_two[0].access_token
+    assert auth_server.token_requests == 2  # the first use, then one renewal
+    assert first_store.acquired == 2
+    if isinstance(waiter_handle, RedisStore):
+        assert waiter_store.acquired == 0
+        # woken by the release message, or it saw the save right after subscribing; never
+        # by a poll (a minute apart: the test would have failed long before)
+        assert waiter_handle.lock_wait_counts["polled"] == 0
+        assert waiter_handle.lock_wait_counts["woken"] <= 1
+    else:
+        assert waiter_store.acquired <= 1  # a flock retry may just win after the save
+
+
+def _raw(channel: str) -> Any:
+    return channel.encode("utf-8")
+
+
+# -- the Redis lock's waiters -------------------------------------------------------------
+
+
+@pytest.mark.redis
+def test_a_redis_lock_waiter_is_woken_by_the_release_not_by_a_poll(
+    redis_url: str, fake_clock: FakeClock
+) -> None:
+    import redis
+
+    prefix = f"tokenauth-test:{uuid.uuid4().hex}:"
+    client = redis.Redis.from_url(redis_url, socket_timeout=WAIT + 70)
+    holder = RedisStore(client, key_prefix=prefix)
+    waiter = RedisStore(client, key_prefix=prefix, lock_poll_seconds=60)
+    release = threading.Event()
+    holding = threading.Event()
+
+    def hold() -> None:
+        with holder.lock("k"):
+            holding.set()
+            release.wait(WAIT)
+
+    def wait() -> str:
+        with waiter.lock("k"):
+            return "held"
+
+    try:
+        held, _ = _run(hold)
+        assert holding.wait(WAIT)
+        waiting, out = _run(wait)
+        channel = waiter.lock_key("k")
+        assert _wait_until(lambda: dict(client.pubsub_numsub(channel))[_raw(channel)] == 1)
+        assert out == []  # still waiting
+        release.set()
+        held.join(WAIT)
+        waiting.join(WAIT)
+        assert out == ["held"]
+        # the release message woke it, or it tried again right after subscribing; no poll
+        assert waiter.lock_wait_counts["polled"] == 0
+        assert waiter.lock_wait_counts["woken"] <= 1
+    finally:
+        release.set()
+        client.delete(holder.lock_key("k"))
+        client.close()
+
+
+# -- a holder killed in the middle of its renewal --------------------------------------------
+
+
+def test_a_holder_killed_during_its_token_request_blocks_nobody(
+    auth_server_factory: Callable[..., AuthServer], shared: SharedStore
+) -> None:
+    """A process takes the lock and is SIGKILLed while its token request is held at the
+    server; another process, waiting for the lock, gets it (flock: at the kill; Redis: when
+    the lease ends) and renews: one valid token in the store, made by the survivor."""
+    server = auth_server_factory(clock=SYSTEM_CLOCK, token_lifetime_seconds=3600)
+    probe = shared.open(**({"clock": SYSTEM_CLOCK} if shared.is_redis() else {}))
+    if shared.is_redis():
+        spec = dict(shared.spec, options={"lock_lease_seconds": 1.0})
+        survivor_store = LockCounter(shared.open(lock_poll_seconds=0.05, clock=SYSTEM_CLOCK))
+    else:
+        spec = dict(shared.spec, options={})
+        survivor_store = LockCounter(shared.open())
+    server.hold_token_endpoint()
+    holder = CTX.Process(target=get_token_once, args=(spec, server.token_url), daemon=True)
+    holder.start()
+    try:
+        assert server.wait_for_token_requests(1, WAIT)  # the holder has the lock
+        survivor = manager(server, SYSTEM_CLOCK, survivor_store)
+        thread, out = _run(survivor.get_token)
+        assert survivor_store.wait_for_attempts(1)
+        os.kill(holder.pid, signal.SIGKILL)  # type: ignore[arg-type]
+        holder.join(WAIT)
+        assert holder.exitcode == -signal.SIGKILL
+    finally:
+        server.release_token_endpoint()
+        if holder.is_alive():
+            holder.kill()
+            holder.join(5)
+    thread.join(WAIT + 5)
+    assert len(out) == 1 and isinstance(out[0], Token)
+    assert server.token_requests == 2  # the killed one's, then the survivor's
+    assert survivor_store.acquired == 1
+    stored = probe.load(store_key(survivor.grant))
+    assert stored is not None and stored["access_token"] == out[0].access_token
+
+
+# -- a refresh ahead early enough for the fleet ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("renewal_seconds", "draw", "stale"),
+    [
+        (0.0, 0.0, 70.0),  # no lead: the policy's margin (a quarter of 100 s)
+        (5.0, 0.0, 70.0),  # a lead of 15 s is inside the margin of 25 s
+        (10.0, 0.0, 65.0),  # a lead of 30 s widens it
+        (10.0, 0.5, 65.0 - 30 * 0.1),  # ...lengthened by the jitter, not shortened
+        (20.0, 0.0, 50.0),  # never before half the lifetime
+        (-1.0, 0.0, 70.0),  # a clock that went back is no lead
+    ],
+)
+def test_the_refresh_ahead_starts_the_last_renewals_duration_times_3_before_expiry(
+    renewal_seconds: float, draw: float, stale: float
+) -> None:
+    token = Token.from_response(
+        {"access_token": "a", "expires_in": 100}, obtained_monotonic=0.0, obtained_at=0.0
+    )
+    policy = RefreshPolicy(refresh_jitter_fraction=0.2)
+    lead = renewal_lead_seconds(renewal_seconds)
+    assert lead == max(renewal_seconds, 0) * RENEWAL_LEAD_FACTOR
+    d = deadlines(token, policy, draw, lead_seconds=lead)
+    assert d.stale_monotonic == pytest.approx(stale)
+    assert d.expired_monotonic == pytest.approx(95.0)
+
+
+def test_a_slow_renewal_makes_the_next_refresh_ahead_start_earlier(
+    auth_server: AuthServer, fake_clock: FakeClock, shared: SharedStore
+) -> None:
+    """The renewal (held at the server while the clock moves 10 s) took 10 s: the tokens
+    this process obtains or reads afterwards turn stale 30 s before expiry, not 25 s."""
+    auth_server.token_lifetime_seconds = 100
+    slow = manager(auth_server, fake_clock, shared.open())
+    auth_server.hold_token_endpoint()
+    try:
+        thread, out = _run(slow.get_token)
+        assert auth_server.wait_for_token_requests(1, WAIT)
+        fake_clock.advance(10)
+    finally:
+        auth_server.release_token_endpoint()
+    thread.join(WAIT)
+    assert isinstance(out[0], Token)
+    assert slow._store is not None and slow._store.renewal_seconds == pytest.approx(10)
+    fake_clock.advance(EXPIRED_AFTER)
+    token = slow.get_token()  # a quick renewal now: its token already has the 30 s lead
+    entry = slow._entry
+    assert entry is not None and entry.token is token
+    expired = token.obtained_monotonic + 100 - 5
+    assert entry.deadlines.stale_monotonic == pytest.approx(expired - 30)
