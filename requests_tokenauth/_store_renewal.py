@@ -103,7 +103,7 @@ class StoreSlot:
         if behind is not None:
             log.info("token store still holds the token this one replaced; not adopting it")
             base = entry
-        elif stored is not None and not needed(stored, self._clock.monotonic()):
+        elif stored is not None and self._replaces(stored, entry, needed):
             return stored, None
         else:
             base = newer(stored, entry)
@@ -134,12 +134,16 @@ class StoreSlot:
         behind = self._behind
         if behind is not None and same_token(token, behind):
             return None
-        if entry is not None and same_token(token, entry.token):
-            return None
         stored = self._entry(token, "stored")
-        if needed(stored, self._clock.monotonic()):
-            return None
-        return stored
+        return stored if self._replaces(stored, entry, needed) else None
+
+    def _replaces(self, stored: Entry, entry: Optional[Entry], needed: Needed) -> bool:
+        """Whether ``stored`` may replace ``entry``: not ``needed``, and another token
+        (the same token read back would only get new jittered deadlines, a later refresh,
+        and one more lock for nothing)."""
+        if entry is not None and same_token(stored.token, entry.token):
+            return False
+        return not needed(stored, self._clock.monotonic())
 
     @contextlib.contextmanager
     def _lock_unless(self, satisfied: Callable[[], bool]) -> Iterator[bool]:
