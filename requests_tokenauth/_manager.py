@@ -57,9 +57,11 @@ class TokenManager(ForkSafe):
     backoff: while the current token is valid nobody notices; without one, callers get the
     typed error at once until the next attempt is due.
 
-    With a ``store``, renewal takes the store's lock too, reloads (another process may have
-    refreshed and rotated the refresh token), requests a token only if the stored one is not
-    good enough, and saves the new one.
+    With a ``store``, renewal first reads the store without its lock and adopts a newer
+    token another process saved; only if there is none does it take the store's lock,
+    reload (another process may have refreshed and rotated the refresh token), request a
+    token only if the stored one is not good enough, and save the new one. The refresh
+    ahead then starts at least three times the last renewal's duration before expiry.
 
     :param grant: how tokens are obtained.
     :param token: a token dict saved earlier (requests-oauthlib / Authlib shape). With a

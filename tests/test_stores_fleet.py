@@ -287,6 +287,52 @@ def test_a_redis_lock_waiter_is_woken_by_the_release_not_by_a_poll(
         client.close()
 
 
+@pytest.mark.redis
+def test_where_an_acl_forbids_pub_sub_the_redis_lock_waiter_polls(redis_url: str) -> None:
+    """No channel permission: subscribing and publishing fail, and the lock still works
+    (the waiter tries again every poll)."""
+    import redis
+
+    admin = redis.Redis.from_url(redis_url, socket_timeout=WAIT)
+    user = f"nochannels-{uuid.uuid4().hex[:8]}"
+    admin.execute_command("ACL", "SETUSER", user, "on", ">pw", "~*", "+@all", "resetchannels")
+    prefix = f"tokenauth-test:{uuid.uuid4().hex}:"
+    client = redis.Redis.from_url(redis_url, username=user, password="pw", socket_timeout=WAIT)
+    holder = RedisStore(client, key_prefix=prefix)
+    waiter = RedisStore(client, key_prefix=prefix, lock_poll_seconds=0.01)
+    release, holding = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with holder.lock("k"):
+            holding.set()
+            release.wait(WAIT)
+
+    try:
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            client.publish("any", "x")
+        held, _ = _run(hold)
+        assert holding.wait(WAIT)
+        waiting, out = _run(lambda: _hold(waiter))
+        assert _wait_until(lambda: waiter.lock_wait_counts["polled"] >= 2)
+        assert out == []
+        release.set()
+        held.join(WAIT)
+        waiting.join(WAIT)
+        assert out == ["held"]
+        assert waiter.lock_wait_counts["woken"] == 0
+    finally:
+        release.set()
+        admin.delete(holder.lock_key("k"))
+        admin.execute_command("ACL", "DELUSER", user)
+        client.close()
+        admin.close()
+
+
+def _hold(store: RedisStore) -> str:
+    with store.lock("k"):
+        return "held"
+
+
 # -- a holder killed in the middle of its renewal --------------------------------------------
 
 

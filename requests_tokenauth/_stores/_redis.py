@@ -248,12 +248,8 @@ class RedisStore:
         :raises TokenStoreError: not acquired within ``lock_timeout_seconds``.
         """
         deadline = time.monotonic() + self.lock_timeout_seconds
-        pubsub: Any = self._client.pubsub(  # type: ignore[no-untyped-call]
-            ignore_subscribe_messages=True
-        )
+        pubsub = self._subscribe(name)
         try:
-            pubsub.subscribe(name)
-            pubsub.get_message(timeout=self.lock_poll_seconds)  # the subscription confirmed
             while True:
                 if satisfied():
                     return False
@@ -266,12 +262,34 @@ class RedisStore:
                         "(another process is renewing the token, or is stuck)"
                     )
                 # jitter, so waiters that poll do not ask in lockstep (not a secret)
-                pause = self.lock_poll_seconds * (0.5 + _random.random())  # noqa: S311
-                message = pubsub.get_message(timeout=min(pause, left))
+                pause = min(self.lock_poll_seconds * (0.5 + _random.random()), left)  # noqa: S311
+                message = None
+                if pubsub is None:
+                    time.sleep(pause)
+                else:
+                    message = pubsub.get_message(timeout=pause)
                 self.lock_wait_counts["woken" if message is not None else "polled"] += 1
         finally:
+            if pubsub is not None:
+                with contextlib.suppress(*self._errors):
+                    pubsub.close()
+
+    def _subscribe(self, name: str) -> Any:
+        """A pub/sub connection subscribed to the release channel of lock ``name`` (the
+        subscription confirmed), or ``None`` where pub/sub is not allowed (an ACL without
+        channels): the waiter then polls."""
+        pubsub: Any = self._client.pubsub(  # type: ignore[no-untyped-call]
+            ignore_subscribe_messages=True
+        )
+        try:
+            pubsub.subscribe(name)
+            pubsub.get_message(timeout=self.lock_poll_seconds)  # the confirmation
+        except self._errors as exc:
+            log.debug("cannot subscribe to the release of Redis lock %s: %s", name, _reason(exc))
             with contextlib.suppress(*self._errors):
                 pubsub.close()
+            return None
+        return pubsub
 
     def _keep_lease(self, lock: Any, name: str, stop: threading.Event) -> None:
         """Reset the lease of the held ``lock`` to ``lock_lease_seconds`` every third of it
@@ -292,7 +310,6 @@ class RedisStore:
     def _release(self, lock: Any, name: str) -> None:
         try:
             lock.release()
-            self._client.publish(name, "released")  # wakes the waiters
         except self._lock_errors:
             log.warning(
                 "Redis lock %s was gone before it was released (deleted, Redis restarted, or "
@@ -302,6 +319,11 @@ class RedisStore:
             )
         except self._errors as exc:  # Redis drops the lock when its lease ends
             log.warning("could not release Redis lock %s: %s", name, _reason(exc))
+            return
+        try:
+            self._client.publish(name, "released")  # wakes the waiters
+        except self._errors as exc:  # they poll instead
+            log.debug("could not announce the release of Redis lock %s: %s", name, _reason(exc))
 
     def _failure(self, operation: str, name: str, exc: BaseException) -> TokenStoreError:
         return TokenStoreError(f"Redis {operation} of {name} failed: {_reason(exc)}")
