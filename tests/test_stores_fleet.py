@@ -129,7 +129,9 @@ def shared(
 
 def manager(server: AuthServer, clock: Any, store: Any, **kw: Any) -> TokenManager:
     grant = ClientCredentials(server.token_url, client_id="svc", client_secret="svc-secret")
-    return TokenManager(grant, store=store, clock=clock, policy=EXACT, random=lambda: 0.5, **kw)
+    kw.setdefault("policy", EXACT)
+    kw.setdefault("random", lambda: 0.5)
+    return TokenManager(grant, store=store, clock=clock, **kw)
 
 
 def _run(target: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
@@ -167,14 +169,17 @@ def test_a_stale_process_adopts_the_newer_stored_token_without_taking_the_lock(
     counted = LockCounter(shared.open())
     reading = manager(auth_server, fake_clock, counted, refresh_ahead="inline")
     first = renewing.get_token()
-    assert reading.get_token().access_token == first.access_token  # read, not renewed
+    read_not_renewed = reading.get_token().access_token == first.access_token
+    assert read_not_renewed  # (bare flags: an assertion message must not show a token)
     fake_clock.advance(STALE_AFTER)
     renewing.get_token()  # stale: it renews ahead and saves token 2
     second = renewing.token
-    assert second is not None and second.access_token != first.access_token
+    renewed = second is not None and second.access_token != first.access_token
+    assert renewed
     reading.get_token()  # stale too: it reads token 2 from the store
     adopted = reading.token
-    assert adopted is not None and adopted.access_token == second.access_token
+    took_it = adopted is not None and adopted.access_token == second.access_token
+    assert took_it
     assert auth_server.token_requests == 2
     assert (counted.attempts, counted.acquired) == (0, 0)
 
@@ -189,9 +194,34 @@ def test_a_stored_token_as_stale_as_ones_own_is_not_adopted_and_one_renewal_foll
     first = alone.get_token()
     fake_clock.advance(STALE_AFTER)
     alone.get_token()
-    assert alone.token is not None and alone.token.access_token != first.access_token
+    renewed = alone.token is not None and alone.token.access_token != first.access_token
+    assert renewed
     assert auth_server.token_requests == 2
     assert (counted.attempts, counted.acquired) == (2, 2)
+
+
+def test_its_own_token_read_back_from_the_store_is_not_a_better_one(
+    auth_server: AuthServer, fake_clock: FakeClock, shared: SharedStore
+) -> None:
+    """Stale at 70 s (jitter draw 0); read back, the same token would be stale only at 75 s
+    (draw 1): adopting it would only put the renewal off and cost a lock. It renews."""
+    auth_server.token_lifetime_seconds = 100
+    draws = iter([0.0])
+    jittered = RefreshPolicy(refresh_jitter_fraction=0.2)
+    alone = manager(
+        auth_server,
+        fake_clock,
+        shared.open(),
+        policy=jittered,
+        refresh_ahead="inline",
+        random=lambda: next(draws, 1.0),
+    )
+    first = alone.get_token()
+    fake_clock.advance(72)
+    alone.get_token()
+    renewed = alone.token is not None and alone.token.access_token != first.access_token
+    assert renewed
+    assert auth_server.token_requests == 2
 
 
 def test_two_processes_finding_nothing_better_make_one_renewal_and_the_waiter_no_lock(
@@ -225,7 +255,8 @@ def test_two_processes_finding_nothing_better_make_one_renewal_and_the_waiter_no
     one.join(WAIT)
     two.join(WAIT)
     assert isinstance(got_one[0], Token) and isinstance(got_two[0], Token)
-    assert got_one[0].access_token == got_two[0].access_token
+    same = got_one[0].access_token == got_two[0].access_token
+    assert same
     assert auth_server.token_requests == 2  # the first use, then one renewal
     assert first_store.acquired == 2
     if isinstance(waiter_handle, RedisStore):
@@ -371,7 +402,8 @@ def test_a_holder_killed_during_its_token_request_blocks_nobody(
     assert server.token_requests == 2  # the killed one's, then the survivor's
     assert survivor_store.acquired == 1
     stored = probe.load(store_key(survivor.grant))
-    assert stored is not None and stored["access_token"] == out[0].access_token
+    the_survivors = stored is not None and stored["access_token"] == out[0].access_token
+    assert the_survivors
 
 
 # -- a refresh ahead early enough for the fleet ----------------------------------------------
