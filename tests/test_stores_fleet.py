@@ -21,7 +21,9 @@ from requests_tokenauth import (
     ClientCredentials,
     FileStore,
     RedisStore,
+    RefreshToken,
     TokenManager,
+    TokenStoreError,
 )
 from requests_tokenauth._clock import SYSTEM_CLOCK
 from requests_tokenauth._policy import (
@@ -222,6 +224,58 @@ def test_its_own_token_read_back_from_the_store_is_not_a_better_one(
     renewed = alone.token is not None and alone.token.access_token != first.access_token
     assert renewed
     assert auth_server.token_requests == 2
+
+
+class FailingSaves(LockCounter):
+    """Its next ``fail_saves`` saves fail (a full disk, a Redis failover)."""
+
+    fail_saves = 0
+
+    def save(self, key: str, token: dict[str, Any]) -> None:
+        if self.fail_saves:
+            self.fail_saves -= 1
+            raise TokenStoreError("disk full")
+        super().save(key, token)
+
+
+def test_reading_before_the_lock_never_goes_back_to_a_token_whose_refresh_was_spent(
+    auth_server: AuthServer, fake_clock: FakeClock, shared: SharedStore
+) -> None:
+    """Token 2 could not be saved: the store still holds token 1, whose refresh token the
+    rotating server already spent. A 401 on token 2 must not adopt token 1 from the store
+    (read without the lock, it looks valid and newer than the rejected one): it renews from
+    token 2, and no refresh token is ever refused."""
+    auth_server.token_lifetime_seconds = 100
+    auth_server.rotate_refresh_tokens = True
+    first = auth_server.issue_token("app", refresh=True, user="alice")
+    store = FailingSaves(shared.open())
+    grant = RefreshToken(auth_server.token_url, client_id="app", client_secret="app-secret")
+    renewing = TokenManager(
+        grant,
+        token=first,
+        store=store,
+        store_key="alice",
+        clock=fake_clock,
+        policy=EXACT,
+        refresh_ahead="inline",
+    )
+    renewing.get_token()  # token 1, seeded into the store
+    fake_clock.advance(80)
+    store.fail_saves = 1
+    renewing.get_token()  # stale: renewed ahead to token 2, which is not saved
+    second = renewing.token
+    assert second is not None
+    stored = store.load("alice")
+    store_kept_first = stored is not None and stored["access_token"] == first["access_token"]
+    assert store_kept_first
+    third = renewing.replace(second)  # a 401 on token 2
+    assert third is not None
+    is_new = third.access_token not in (first["access_token"], second.access_token)
+    assert is_new  # (bare flags: an assertion message must not show a token)
+    fake_clock.advance(EXPIRED_AFTER)
+    renewing.get_token()  # the next renewal spends a live refresh token
+    assert auth_server.token_errors == {}
+    assert auth_server.token_requests == 3
 
 
 def test_two_processes_finding_nothing_better_make_one_renewal_and_the_waiter_no_lock(
