@@ -1,8 +1,9 @@
 """A fleet on one store (issue 16): a stale process reads the store before it locks and
 adopts a newer token without the lock; processes queued behind a renewal leave the queue
-when it saves; the Redis lock wakes its waiters instead of polling; a holder killed in the
-middle of its token request blocks nobody; the refresh ahead starts early enough for the
-renewal to reach the fleet. Real directories, a real Redis, the loopback server."""
+when it saves; a holder killed in the middle of its token request blocks nobody; a slow
+renewal makes the next refresh ahead start earlier. Real directories, a real Redis, the
+loopback server. (The Redis lock's waiters: test_redis_lock_wake.py; the lead's table:
+test_renewal_lead.py.)"""
 
 from __future__ import annotations
 
@@ -27,10 +28,7 @@ from requests_tokenauth import (
 )
 from requests_tokenauth._clock import SYSTEM_CLOCK
 from requests_tokenauth._policy import (
-    RENEWAL_LEAD_FACTOR,
     RefreshPolicy,
-    deadlines,
-    renewal_lead_seconds,
 )
 from requests_tokenauth._stores import store_key
 from requests_tokenauth._token import Token
@@ -327,97 +325,6 @@ def _raw(channel: str) -> Any:
     return channel.encode("utf-8")
 
 
-# -- the Redis lock's waiters -------------------------------------------------------------
-
-
-@pytest.mark.redis
-def test_a_redis_lock_waiter_is_woken_by_the_release_not_by_a_poll(
-    redis_url: str, fake_clock: FakeClock
-) -> None:
-    import redis
-
-    prefix = f"tokenauth-test:{uuid.uuid4().hex}:"
-    client = redis.Redis.from_url(redis_url, socket_timeout=WAIT + 70)
-    holder = RedisStore(client, key_prefix=prefix)
-    waiter = RedisStore(client, key_prefix=prefix, lock_poll_seconds=60)
-    release = threading.Event()
-    holding = threading.Event()
-
-    def hold() -> None:
-        with holder.lock("k"):
-            holding.set()
-            release.wait(WAIT)
-
-    def wait() -> str:
-        with waiter.lock("k"):
-            return "held"
-
-    try:
-        held, _ = _run(hold)
-        assert holding.wait(WAIT)
-        waiting, out = _run(wait)
-        channel = waiter.lock_key("k")
-        assert _wait_until(lambda: dict(client.pubsub_numsub(channel))[_raw(channel)] == 1)
-        assert out == []  # still waiting
-        release.set()
-        held.join(WAIT)
-        waiting.join(WAIT)
-        assert out == ["held"]
-        # the release message woke it, or it tried again right after subscribing; no poll
-        assert waiter.lock_wait_counts["polled"] == 0
-        assert waiter.lock_wait_counts["woken"] <= 1
-    finally:
-        release.set()
-        client.delete(holder.lock_key("k"))
-        client.close()
-
-
-@pytest.mark.redis
-def test_where_an_acl_forbids_pub_sub_the_redis_lock_waiter_polls(redis_url: str) -> None:
-    """No channel permission: subscribing and publishing fail, and the lock still works
-    (the waiter tries again every poll)."""
-    import redis
-
-    admin = redis.Redis.from_url(redis_url, socket_timeout=WAIT)
-    user = f"nochannels-{uuid.uuid4().hex[:8]}"
-    admin.execute_command("ACL", "SETUSER", user, "on", ">pw", "~*", "+@all", "resetchannels")
-    prefix = f"tokenauth-test:{uuid.uuid4().hex}:"
-    client = redis.Redis.from_url(redis_url, username=user, password="pw", socket_timeout=WAIT)
-    holder = RedisStore(client, key_prefix=prefix)
-    waiter = RedisStore(client, key_prefix=prefix, lock_poll_seconds=0.01)
-    release, holding = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with holder.lock("k"):
-            holding.set()
-            release.wait(WAIT)
-
-    try:
-        with pytest.raises(redis.exceptions.NoPermissionError):
-            client.publish("any", "x")
-        held, _ = _run(hold)
-        assert holding.wait(WAIT)
-        waiting, out = _run(lambda: _hold(waiter))
-        assert _wait_until(lambda: waiter.lock_wait_counts["polled"] >= 2)
-        assert out == []
-        release.set()
-        held.join(WAIT)
-        waiting.join(WAIT)
-        assert out == ["held"]
-        assert waiter.lock_wait_counts["woken"] == 0
-    finally:
-        release.set()
-        admin.delete(holder.lock_key("k"))
-        admin.execute_command("ACL", "DELUSER", user)
-        client.close()
-        admin.close()
-
-
-def _hold(store: RedisStore) -> str:
-    with store.lock("k"):
-        return "held"
-
-
 # -- a holder killed in the middle of its renewal --------------------------------------------
 
 
@@ -461,31 +368,6 @@ def test_a_holder_killed_during_its_token_request_blocks_nobody(
 
 
 # -- a refresh ahead early enough for the fleet ----------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("renewal_seconds", "draw", "stale"),
-    [
-        (0.0, 0.0, 70.0),  # no lead: the policy's margin (a quarter of 100 s)
-        (5.0, 0.0, 70.0),  # a lead of 15 s is inside the margin of 25 s
-        (10.0, 0.0, 65.0),  # a lead of 30 s widens it
-        (10.0, 0.5, 65.0 - 30 * 0.1),  # ...lengthened by the jitter, not shortened
-        (20.0, 0.0, 50.0),  # never before half the lifetime
-        (-1.0, 0.0, 70.0),  # a clock that went back is no lead
-    ],
-)
-def test_the_refresh_ahead_starts_the_last_renewals_duration_times_3_before_expiry(
-    renewal_seconds: float, draw: float, stale: float
-) -> None:
-    token = Token.from_response(
-        {"access_token": "a", "expires_in": 100}, obtained_monotonic=0.0, obtained_at=0.0
-    )
-    policy = RefreshPolicy(refresh_jitter_fraction=0.2)
-    lead = renewal_lead_seconds(renewal_seconds)
-    assert lead == max(renewal_seconds, 0) * RENEWAL_LEAD_FACTOR
-    d = deadlines(token, policy, draw, lead_seconds=lead)
-    assert d.stale_monotonic == pytest.approx(stale)
-    assert d.expired_monotonic == pytest.approx(95.0)
 
 
 def test_a_slow_renewal_makes_the_next_refresh_ahead_start_earlier(
