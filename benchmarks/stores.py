@@ -1,15 +1,19 @@
-"""Token requests per expiry for N processes, with and without a shared store.
+"""A fleet on one store: N processes sharing one token, with and without a shared store.
 
-Self-contained: ``python -m benchmarks.stores --processes 8 --expiries 3`` (from the
-repository root) prints a table and the JSON of :func:`run`.
+``python -m benchmarks.stores`` (from the repository root) runs the load of issue 16 for N in
+1, 4, 16, 32, 64 processes (``--processes``) and no store, a ``FileStore`` and a
+``RedisStore``: 2 threads per process call the loopback server for ``--seconds`` with one
+rotating refresh token of ``--lifetime`` seconds, and the table shows token requests, lock
+acquisitions per renewal round, the longest lock wait and token wait, failed calls,
+``invalid_grant`` and p50/p99 latencies, overall and around renewals (see
+:mod:`benchmarks._fleet_load`). ``--out FILE.json`` keeps the figures.
 
-N worker processes (multiprocessing, spawn) share one client (``svc``, client credentials)
-against the loopback testing server in this process. The workers' clocks are the system
-clock plus an offset that this process moves past the token lifetime between rounds, so
-every worker's token expires at the same moment and no one sleeps. Each round, every
-worker is released from one barrier and makes its requests; the server counts the token
-requests. Without a store each process fetches its own token; with a ``FileStore`` or a
-``RedisStore`` the fleet fetches one.
+:func:`run` (``--expiries K``) counts token requests per expiry instead: the workers' clocks
+are the system clock plus an offset that this process moves past the token lifetime between
+rounds, so every worker's token expires at the same moment and no one sleeps. Each round,
+every worker is released from one barrier and makes its requests; the server counts the
+token requests. Without a store each process fetches its own token; with a ``FileStore`` or
+a ``RedisStore`` the fleet fetches one.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ from requests_tokenauth import (
 )
 from requests_tokenauth._clock import SYSTEM_CLOCK
 from requests_tokenauth.testing import AuthServer, OffsetClock, redis_server, redis_server_binary
+
+from . import _fleet_load
 
 #: Token lifetime on the server; the workers' clocks jump past it between rounds.
 LIFETIME_SECONDS = 3600
@@ -245,23 +251,148 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+#: The process counts of the load sweep, and its token lifetime, length and call pace.
+SWEEP_PROCESSES = (1, 4, 16, 32, 64)
+LOAD_LIFETIME_SECONDS = 3
+LOAD_SECONDS = 12.0
+LOAD_INTERVAL_SECONDS = 0.1
+
+
+def load(
+    processes: int,
+    kind: str,
+    *,
+    seconds: float = LOAD_SECONDS,
+    lifetime: int = LOAD_LIFETIME_SECONDS,
+    interval: float = LOAD_INTERVAL_SECONDS,
+    redis_url: Optional[str] = None,
+) -> dict[str, Any]:
+    """One fleet of ``processes`` x 2 threads under load with store ``kind``; the figures
+    of :func:`benchmarks._fleet_load.summary` (or ``{"skipped": reason}``)."""
+    if kind == "none":
+        return _load_fleet(processes, None, seconds, lifetime, interval)
+    if kind == "file":
+        with tempfile.TemporaryDirectory(prefix="tokenauth-bench-") as directory:
+            spec = {"kind": "file", "path": directory}
+            return _load_fleet(processes, spec, seconds, lifetime, interval)
+    with _redis(redis_url) as (url, reason):
+        if url is None:
+            return {"skipped": reason}
+        prefix = f"tokenauth-bench:{uuid.uuid4().hex}:"
+        try:
+            spec = {"kind": "redis", "url": url, "prefix": prefix}
+            return _load_fleet(processes, spec, seconds, lifetime, interval)
+        finally:
+            _delete_prefix(url, prefix)
+
+
+def _load_fleet(
+    processes: int, spec: Optional[dict[str, Any]], seconds: float, lifetime: int, interval: float
+) -> dict[str, Any]:
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(processes + 1)
+    results: Any = ctx.Queue()
+    with AuthServer(
+        clock=SYSTEM_CLOCK, token_lifetime_seconds=lifetime, rotate_refresh_tokens=True
+    ) as server:
+        shared = server.issue_token("app", refresh=True, user="alice")
+        workers = []
+        for _ in range(processes):
+            # without a store each process has a refresh token of its own (a shared one
+            # would be spent by the first and refused to the others)
+            seed = shared if spec else server.issue_token("app", refresh=True, user="alice")
+            seed = dict(seed, expires_at=time.time() + seed["expires_in"])
+            args = (server.token_url, server.resource_url, spec, seed, seconds, interval)
+            workers.append(
+                ctx.Process(target=_fleet_load.worker, args=(*args, barrier, results), daemon=True)
+            )
+        for p in workers:
+            p.start()
+        try:
+            barrier.wait(_fleet_load.WAIT_SECONDS)  # every worker warmed up: go
+            before = server.token_requests
+            reports = [results.get(timeout=seconds + _fleet_load.WAIT_SECONDS) for _ in workers]
+            made = server.token_requests - before
+        finally:
+            for p in workers:
+                p.join(_fleet_load.WAIT_SECONDS)
+                if p.is_alive():
+                    p.kill()
+                    p.join(5)
+    crashes = [r["crash"] for r in reports if "crash" in r]
+    if crashes:
+        raise RuntimeError("a worker crashed:\n" + crashes[0])
+    return _fleet_load.summary(reports, made)
+
+
+#: The columns of the load table: (key of the summary, header).
+LOAD_COLUMNS = (
+    ("token_requests_per_round", "req/round"),
+    ("rounds", "rounds"),
+    ("failed_calls", "failed"),
+    ("invalid_grant", "inv_grant"),
+    ("lock_acquisitions_per_round", "locks/round"),
+    ("longest_lock_wait_ms", "lock wait ms"),
+    ("longest_get_token_ms", "get_token ms"),
+    ("p50_ms", "p50 ms"),
+    ("p99_ms", "p99 ms"),
+    ("around_renewals_p50_ms", "renew p50"),
+    ("around_renewals_p99_ms", "renew p99"),
+)
+
+
+def load_table(rows: list[dict[str, Any]]) -> str:
+    """The load sweep as a Markdown table, one row per (processes, store)."""
+    head = ["N", "store", *(title for _, title in LOAD_COLUMNS)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        if "skipped" in row:
+            cells = [str(row["processes"]), row["store"], "skipped: " + row["skipped"]]
+        else:
+            cells = [str(row["processes"]), row["store"]]
+            cells += [str(row.get(key)) for key, _ in LOAD_COLUMNS]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.stores", description=__doc__)
-    parser.add_argument("--processes", type=int, default=8)
-    parser.add_argument("--expiries", type=int, default=3)
-    parser.add_argument("--calls", type=int, default=1, help="requests per process per round")
+    parser.add_argument("--processes", type=int, nargs="+", default=list(SWEEP_PROCESSES))
     parser.add_argument("--store", action="append", choices=STORES, help="repeatable")
+    parser.add_argument("--seconds", type=float, default=LOAD_SECONDS, help="load per fleet")
+    parser.add_argument("--lifetime", type=int, default=LOAD_LIFETIME_SECONDS)
+    parser.add_argument("--interval", type=float, default=LOAD_INTERVAL_SECONDS)
+    parser.add_argument("--out", default=None, help="write the figures as JSON here")
+    parser.add_argument("--expiries", type=int, default=None, help="count per expiry instead")
+    parser.add_argument("--calls", type=int, default=1, help="with --expiries: calls per round")
     parser.add_argument("--redis-url", default=None)
     args = parser.parse_args(argv)
-    result = run(
-        args.processes,
-        args.expiries,
-        calls=args.calls,
-        stores=tuple(args.store or STORES),
-        redis_url=args.redis_url,
-    )
-    print(table(result))
-    print(json.dumps(result, indent=2))
+    stores = tuple(args.store or STORES)
+    if args.expiries is not None:
+        for n in args.processes:
+            result = run(
+                n, args.expiries, calls=args.calls, stores=stores, redis_url=args.redis_url
+            )
+            print(table(result))
+            print(json.dumps(result, indent=2))
+        return 0
+    rows = []
+    for n in args.processes:
+        for kind in stores:
+            figures = load(
+                n,
+                kind,
+                seconds=args.seconds,
+                lifetime=args.lifetime,
+                interval=args.interval,
+                redis_url=args.redis_url,
+            )
+            rows.append({"processes": n, "store": kind, **figures})
+            print(load_table(rows[-1:]).splitlines()[-1], flush=True)
+    print(load_table(rows))
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as out:
+            json.dump({"seconds": args.seconds, "lifetime": args.lifetime, "rows": rows}, out)
     return 0
 
 

@@ -23,9 +23,12 @@ class Entry:
     cause: str  # "given", "stored", "missing", "expired", "ahead" or "unauthorized"
 
 
-def make_entry(token: Token, cause: str, policy: RefreshPolicy, draw: float) -> Entry:
-    """``token`` with its deadlines under ``policy`` (``draw`` in [0, 1) sets the jitter)."""
-    return Entry(token, deadlines(token, policy, draw), cause)
+def make_entry(
+    token: Token, cause: str, policy: RefreshPolicy, draw: float, lead_seconds: float = 0.0
+) -> Entry:
+    """``token`` with its deadlines under ``policy`` (``draw`` in [0, 1) sets the jitter;
+    ``lead_seconds``: how long before expiry a renewal must start at the latest)."""
+    return Entry(token, deadlines(token, policy, draw, lead_seconds=lead_seconds), cause)
 
 
 def token_from_dict(data: Mapping[str, Any], clock: Clock) -> Token:

@@ -66,9 +66,11 @@ class TokenManager(ForkSafe):
     attempts (one at a time, every half second at most) and all proceed when one succeeds,
     else get the typed error.
 
-    With a ``store``, renewal takes the store's lock too, reloads (another process may have
-    refreshed and rotated the refresh token), requests a token only if the stored one is not
-    good enough, and saves the new one.
+    With a ``store``, renewal first reads the store without its lock and adopts a newer
+    token another process saved; only if there is none does it take the store's lock,
+    reload (another process may have refreshed and rotated the refresh token), request a
+    token only if the stored one is not good enough, and save the new one. The refresh
+    ahead then starts at least three times the last renewal's duration before expiry.
 
     :param grant: how tokens are obtained.
     :param token: a token dict saved earlier (requests-oauthlib / Authlib shape). With a
@@ -467,7 +469,8 @@ class TokenManager(ForkSafe):
     # -- helpers ----------------------------------------------------------------------------
 
     def _make_entry(self, token: Token, cause: str) -> _Entry:
-        return make_entry(token, cause, self._policy, self._random())
+        lead = self._store.lead_seconds() if self._store is not None else 0.0
+        return make_entry(token, cause, self._policy, self._random(), lead)
 
     def _load(self, data: Mapping[str, Any]) -> Token:
         try:

@@ -128,6 +128,11 @@ class RefreshPolicy(FrozenSlots):
 
 DEFAULT_POLICY = RefreshPolicy()
 
+#: A renewal's measured duration (lock wait, token request and save) times this is how long
+#: before expiry a refresh ahead starts at the latest: room for a fleet's slowest renewal to
+#: reach every sharer of a store before the old token expires.
+RENEWAL_LEAD_FACTOR = 3.0
+
 #: A server's ``refresh_in`` hint never brings the refresh ahead earlier than this many
 #: seconds (or half the lifetime, if less) after the token was obtained.
 REFRESH_IN_FLOOR_SECONDS = 60.0
@@ -163,7 +168,15 @@ class Deadlines(FrozenSlots):
         return max(0.0, self.nominal_expiry_monotonic - now)
 
 
-def deadlines(token: Token, policy: RefreshPolicy, draw: float) -> Deadlines:
+def renewal_lead_seconds(renewal_seconds: float, factor: float = RENEWAL_LEAD_FACTOR) -> float:
+    """How long before expiry a refresh ahead must start, given how long the last renewal
+    took to reach the store (lock wait included): ``factor`` times that, never negative."""
+    return max(renewal_seconds, 0.0) * factor
+
+
+def deadlines(
+    token: Token, policy: RefreshPolicy, draw: float, *, lead_seconds: float = 0.0
+) -> Deadlines:
     """Compute a token's deadlines once, when it is obtained.
 
     The refresh margin is ``refresh_fraction`` of the lifetime, capped at
@@ -173,6 +186,10 @@ def deadlines(token: Token, policy: RefreshPolicy, draw: float) -> Deadlines:
     but never before ``min(60 s, half the lifetime)``: ``refresh_in: 0`` would make every
     request start a refresh. A token without a lifetime never turns stale or expires by
     time.
+
+    ``lead_seconds`` (see :func:`renewal_lead_seconds`) widens the margin to at least that
+    (lengthened by up to the jitter fraction, so a fleet still spreads out), but the stale
+    instant never comes before half the lifetime.
     """
     lifetime = token.expires_in_seconds
     if lifetime is None:
@@ -181,7 +198,10 @@ def deadlines(token: Token, policy: RefreshPolicy, draw: float) -> Deadlines:
     nominal = token.obtained_monotonic + lifetime
     expired = nominal - skew
     margin = min(lifetime * policy.refresh_fraction, policy.refresh_margin_max_seconds)
-    margin *= 1.0 - policy.refresh_jitter_fraction * min(max(draw, 0.0), 1.0)
+    spread = policy.refresh_jitter_fraction * min(max(draw, 0.0), 1.0)
+    margin *= 1.0 - spread
+    if lead_seconds > margin:
+        margin = max(margin, min(lead_seconds * (1.0 + spread), lifetime / 2 - skew))
     stale = expired - margin
     hint = token.extra.get("refresh_in")
     if isinstance(hint, (int, float)) and not isinstance(hint, bool) and hint >= 0:

@@ -152,3 +152,12 @@ def hold_lock(spec: dict[str, Any], key: str, take: Any, acquired: Any) -> None:
     with store.lock(key):
         acquired.set()
         time.sleep(WAIT_SECONDS)  # the parent SIGKILLs this process long before
+
+
+def get_token_once(spec: dict[str, Any], token_url: str) -> None:
+    """Get a token for ``svc`` through the store of ``spec`` (the parent holds the token
+    request at the server and SIGKILLs this process while it holds the store's lock)."""
+    from requests_tokenauth import TokenManager
+
+    manager = TokenManager(make_grant("client_credentials", token_url), store=make_store(spec))
+    manager.get_token()

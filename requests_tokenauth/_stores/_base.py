@@ -28,6 +28,11 @@ class TokenStore(Protocol):
     for :class:`MemoryStore`, processes for ``FileStore``, hosts for ``RedisStore``.
     Implementations must be thread-safe and raise
     :class:`~requests_tokenauth.TokenStoreError` for any failure.
+
+    A store may also offer ``lock_unless(key, satisfied)``: a context manager that yields
+    ``True`` holding the lock, or ``False`` without it as soon as ``satisfied()``, which it
+    calls while waiting, returns true (``FileStore`` and ``RedisStore`` do). Renewals use
+    it so that processes queued behind a renewal leave the queue once its token is saved.
     """
 
     def load(self, key: str) -> Optional[dict[str, Any]]:

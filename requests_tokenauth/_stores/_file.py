@@ -12,7 +12,7 @@ import threading
 import time
 import weakref
 from collections.abc import Iterator
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 from .._errors import ConfigurationError, TokenStoreError
 from ._crypto import EncryptionKey, RefreshTokenCipher, decode, encode
@@ -186,6 +186,17 @@ class FileStore:
         :raises TokenStoreError: not acquired within ``lock_timeout_seconds``, or the lock
             file cannot be opened.
         """
+        with self.lock_unless(key, _never):
+            yield
+
+    @contextlib.contextmanager
+    def lock_unless(self, key: str, satisfied: Callable[[], bool]) -> Iterator[bool]:
+        """As :meth:`lock`, but a waiter calls ``satisfied()`` before each retry of the
+        flock and gives up waiting when it returns true: the block then runs without the
+        lock, and the context manager yields ``False`` (else ``True``).
+
+        :raises TokenStoreError: as :meth:`lock`.
+        """
         deadline = time.monotonic() + self.lock_timeout_seconds
         with self._guard:
             thread_lock = self._thread_locks.setdefault(key, threading.Lock())
@@ -196,9 +207,11 @@ class FileStore:
             with self._guard:
                 self._held.add(fd)
             try:
-                self._flock(fd, key, deadline)
+                if not self._flock(fd, key, deadline, satisfied):
+                    yield False
+                    return
                 try:
-                    yield
+                    yield True
                 finally:
                     _unlock(fd)
             finally:
@@ -218,12 +231,13 @@ class FileStore:
         finally:
             os.close(directory)
 
-    def _flock(self, fd: int, key: str, deadline: float) -> None:
+    def _flock(self, fd: int, key: str, deadline: float, satisfied: Callable[[], bool]) -> bool:
+        """Whether the flock was taken (``False``: ``satisfied()`` first)."""
         pause = _POLL_FIRST_SECONDS
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
+                return True
             except OSError as exc:
                 if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                     raise TokenStoreError(
@@ -234,6 +248,8 @@ class FileStore:
                 raise self._timeout(key)
             time.sleep(min(pause, left))
             pause = min(pause * 2, _POLL_MAX_SECONDS)
+            if satisfied():
+                return False
 
     def _timeout(self, key: str) -> TokenStoreError:
         return TokenStoreError(
@@ -270,6 +286,10 @@ def _reinit_after_fork() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reinit_after_fork)
+
+
+def _never() -> bool:
+    return False
 
 
 def _unlock(fd: int) -> None:

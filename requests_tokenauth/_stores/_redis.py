@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import math
+import random as _random
 import threading
+import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from .._clock import SYSTEM_CLOCK, Clock
 from .._errors import ConfigurationError, TokenStoreError
@@ -27,8 +30,10 @@ LEASE_EXTENSIONS_PER_LEASE = 3
 #: A waiter gives up after this long; longer than the lease, so a crashed holder's lock
 #: expires before a waiter fails.
 DEFAULT_REDIS_LOCK_TIMEOUT_SECONDS = 45.0
-#: How often a waiter asks Redis for the lock again.
-DEFAULT_LOCK_POLL_SECONDS = 0.02
+#: How long a waiter waits for the holder's release message before it asks Redis for the
+#: lock again anyway (drawn between half and one and a half times this): only a holder that
+#: died without releasing, whose lease must end first, sends none.
+DEFAULT_LOCK_POLL_SECONDS = 0.2
 
 #: Appended to a token's key to name its lock; no token key may end with it.
 LOCK_SUFFIX = ":lock"
@@ -45,11 +50,13 @@ class RedisStore:
     next renewal needs.
 
     The lock of a key is redis-py's :meth:`redis.Redis.lock` on ``<key>:lock`` (no token key
-    may end in ``:lock``), a value with a lease (``lock_lease_seconds``). While a holder
-    lives, a short-lived thread extends the lease every third of it, so however long a token
-    request takes, no second process renews meanwhile (with rotating refresh tokens one of
-    them would get ``invalid_grant``). If the holder dies, even by ``SIGKILL`` or with its
-    host, nobody extends it and Redis drops the lock within one lease.
+    may end in ``:lock``), a value with a lease (``lock_lease_seconds``). A holder publishes
+    on the pub/sub channel of the same name when it releases, which wakes the waiters at
+    once; they ask again every ``lock_poll_seconds`` or so only when no message comes. While
+    a holder lives, a short-lived thread extends the lease every third of it, so however
+    long a token request takes, no second process renews meanwhile (with rotating refresh
+    tokens one of them would get ``invalid_grant``). If the holder dies, even by ``SIGKILL``
+    or with its host, nobody extends it and Redis drops the lock within one lease.
 
     Thread-safe (redis-py clients are). Not picklable: make the store in each process.
     Any Redis failure becomes a :class:`~requests_tokenauth.TokenStoreError` that names
@@ -60,6 +67,8 @@ class RedisStore:
     :param lock_timeout_seconds: how long :meth:`lock` waits for the lock.
     :param lock_lease_seconds: how long the lock outlives a holder that stopped extending
         it (a crashed one).
+    :param lock_poll_seconds: how long a waiter waits for a release message before it
+        tries the lock again anyway (jittered).
     :param refresh_ttl_seconds: TTL of a token that has a refresh token (``None``: none).
     :param encryption_key: a Fernet key (or a list, the first one encrypting) to encrypt
         refresh tokens at rest; needs the ``encryption`` extra.
@@ -75,6 +84,7 @@ class RedisStore:
         key_prefix: str = "",
         lock_timeout_seconds: float = DEFAULT_REDIS_LOCK_TIMEOUT_SECONDS,
         lock_lease_seconds: float = DEFAULT_LOCK_LEASE_SECONDS,
+        lock_poll_seconds: float = DEFAULT_LOCK_POLL_SECONDS,
         refresh_ttl_seconds: Optional[float] = None,
         encryption_key: Optional[EncryptionKey] = None,
         clock: Clock = SYSTEM_CLOCK,
@@ -85,8 +95,8 @@ class RedisStore:
             raise ConfigurationError(
                 "RedisStore needs redis-py: pip install 'requests-tokenauth[redis]'"
             ) from None
-        if lock_timeout_seconds < 0 or lock_lease_seconds <= 0:
-            raise ConfigurationError("lock timeout and lease must be positive durations")
+        if lock_timeout_seconds < 0 or lock_lease_seconds <= 0 or lock_poll_seconds <= 0:
+            raise ConfigurationError("lock timeout, lease and poll must be positive durations")
         if refresh_ttl_seconds is not None and refresh_ttl_seconds <= 0:
             raise ConfigurationError("refresh_ttl_seconds must be positive, or None")
         self._client = client
@@ -95,6 +105,10 @@ class RedisStore:
         self.key_prefix = key_prefix
         self.lock_timeout_seconds = lock_timeout_seconds
         self.lock_lease_seconds = lock_lease_seconds
+        self.lock_poll_seconds = lock_poll_seconds
+        #: How waits for a lock ended: ``"woken"`` (a release message), ``"polled"``
+        #: (none came in time); for tests and benchmarks.
+        self.lock_wait_counts: collections.Counter[str] = collections.Counter()
         self.refresh_ttl_seconds = refresh_ttl_seconds
         self._cipher = RefreshTokenCipher(encryption_key) if encryption_key is not None else None
         self._clock = clock
@@ -186,23 +200,30 @@ class RedisStore:
 
         :raises TokenStoreError: not acquired within ``lock_timeout_seconds``, or Redis failed.
         """
+        with self.lock_unless(key, _never):
+            yield
+
+    @contextlib.contextmanager
+    def lock_unless(self, key: str, satisfied: Callable[[], bool]) -> Iterator[bool]:
+        """As :meth:`lock`, but a waiter calls ``satisfied()`` each time the lock is
+        released (and at each poll) and gives up waiting when it returns true: the block
+        then runs without the lock, and the context manager yields ``False`` (else ``True``).
+
+        :raises TokenStoreError: as :meth:`lock`.
+        """
         name = self.lock_key(key)
         try:
             lock = self._client.lock(
                 name,
                 timeout=self.lock_lease_seconds,
-                sleep=DEFAULT_LOCK_POLL_SECONDS,
-                blocking_timeout=self.lock_timeout_seconds,
                 thread_local=False,  # the keeper thread extends what this thread acquired
             )
-            acquired = lock.acquire()
+            acquired = lock.acquire(blocking=False) or self._wait(lock, name, satisfied)
         except self._errors as exc:
             raise self._failure("lock", name, exc) from None
         if not acquired:
-            raise TokenStoreError(
-                f"Redis lock {name} stayed held for {self.lock_timeout_seconds:g}s "
-                "(another process is renewing the token, or is stuck)"
-            )
+            yield False
+            return
         stop = threading.Event()
         keeper = threading.Thread(
             target=self._keep_lease, args=(lock, name, stop), name="tokenauth-lease", daemon=True
@@ -212,12 +233,63 @@ class RedisStore:
         except RuntimeError:  # no new threads (interpreter shutting down): the lease alone
             log.warning("could not start the lease keeper of Redis lock %s", name)
         try:
-            yield
+            yield True
         finally:
             stop.set()
             if keeper.ident is not None:
                 keeper.join(self.lock_lease_seconds)
             self._release(lock, name)
+
+    def _wait(self, lock: Any, name: str, satisfied: Callable[[], bool]) -> bool:
+        """Wait for the held ``lock``: subscribed to its release channel first (so no
+        release between a try and the wait goes unseen), then try again at each message or
+        poll. Returns ``False`` when ``satisfied()`` first.
+
+        :raises TokenStoreError: not acquired within ``lock_timeout_seconds``.
+        """
+        deadline = time.monotonic() + self.lock_timeout_seconds
+        pubsub = self._subscribe(name)
+        try:
+            while True:
+                if satisfied():
+                    return False
+                if lock.acquire(blocking=False):
+                    return True
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TokenStoreError(
+                        f"Redis lock {name} stayed held for {self.lock_timeout_seconds:g}s "
+                        "(another process is renewing the token, or is stuck)"
+                    )
+                # jitter, so waiters that poll do not ask in lockstep (not a secret)
+                pause = min(self.lock_poll_seconds * (0.5 + _random.random()), left)  # noqa: S311
+                message = None
+                if pubsub is None:
+                    time.sleep(pause)
+                else:
+                    message = pubsub.get_message(timeout=pause)
+                self.lock_wait_counts["woken" if message is not None else "polled"] += 1
+        finally:
+            if pubsub is not None:
+                with contextlib.suppress(*self._errors):
+                    pubsub.close()
+
+    def _subscribe(self, name: str) -> Any:
+        """A pub/sub connection subscribed to the release channel of lock ``name`` (the
+        subscription confirmed), or ``None`` where pub/sub is not allowed (an ACL without
+        channels): the waiter then polls."""
+        pubsub: Any = self._client.pubsub(  # type: ignore[no-untyped-call]
+            ignore_subscribe_messages=True
+        )
+        try:
+            pubsub.subscribe(name)
+            pubsub.get_message(timeout=self.lock_poll_seconds)  # the confirmation
+        except self._errors as exc:
+            log.debug("cannot subscribe to the release of Redis lock %s: %s", name, _reason(exc))
+            with contextlib.suppress(*self._errors):
+                pubsub.close()
+            return None
+        return pubsub
 
     def _keep_lease(self, lock: Any, name: str, stop: threading.Event) -> None:
         """Reset the lease of the held ``lock`` to ``lock_lease_seconds`` every third of it
@@ -247,9 +319,18 @@ class RedisStore:
             )
         except self._errors as exc:  # Redis drops the lock when its lease ends
             log.warning("could not release Redis lock %s: %s", name, _reason(exc))
+            return
+        try:
+            self._client.publish(name, "released")  # wakes the waiters
+        except self._errors as exc:  # they poll instead
+            log.debug("could not announce the release of Redis lock %s: %s", name, _reason(exc))
 
     def _failure(self, operation: str, name: str, exc: BaseException) -> TokenStoreError:
         return TokenStoreError(f"Redis {operation} of {name} failed: {_reason(exc)}")
+
+
+def _never() -> bool:
+    return False
 
 
 def _reason(exc: BaseException) -> str:
