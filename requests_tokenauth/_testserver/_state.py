@@ -22,7 +22,7 @@ GRANT_TYPES = frozenset(
         "client_credentials",
         "password",
         "refresh_token",
-        # served by the extension grants (._extra_grant and its subclasses)
+        # with ._extra_oauth's validator: oauthlib's code grant, ._grant_*
         "authorization_code",
         "urn:ietf:params:oauth:grant-type:jwt-bearer",
         "urn:ietf:params:oauth:grant-type:token-exchange",
