@@ -68,9 +68,9 @@ from __future__ import annotations
 
 from ._clock import FakeClock, OffsetClock
 from ._testserver._handler import TOKEN_FAULTS
-from ._testserver._oauth import GRANT_TYPES, SeenRequest
 from ._testserver._redis import redis_server, redis_server_binary
 from ._testserver._server import AuthServer
+from ._testserver._state import GRANT_TYPES, SeenRequest
 
 __all__ = [
     "GRANT_TYPES",

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from requests_tokenauth._testserver._oauth import known_secrets
+from requests_tokenauth._testserver._state import known_secrets
 
 pytest_plugins = ["requests_tokenauth.pytest_plugin"]
 

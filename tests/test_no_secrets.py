@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from requests_tokenauth import ClientCredentials, TokenAuth, TokenEndpointError
-from requests_tokenauth._testserver._oauth import known_secrets
+from requests_tokenauth._testserver._state import known_secrets
 from requests_tokenauth.testing import AuthServer
 
 from .conftest import _Capture, leaked

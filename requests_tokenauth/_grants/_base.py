@@ -1,10 +1,10 @@
-"""The base of every grant: options, discovery, renewal rule, and the one token exchange over
-a private :class:`requests.Session` (parsing is in :mod:`._response`)."""
+"""The base of every grant: options, discovery, the renewal rule (refresh, or run the grant
+again) and revocation. How its requests are built, sent over a private
+:class:`requests.Session` and parsed is :class:`._token_request.TokenRequests`, its base."""
 
 from __future__ import annotations
 
 import logging
-import urllib.parse
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional, TypeVar, cast
 
@@ -12,20 +12,21 @@ import requests
 from oauthlib.oauth2 import Client
 
 from .._clock import Clock
-from .._errors import ConfigurationError, InvalidGrantError, sent_secrets
+from .._errors import ConfigurationError, InvalidGrantError
 from .._options import AuthMethod, Scope, Timeout, TokenTypeHint
 from .._token import Token
-from ._client_auth import ClientAssertion, ClientAuth, basic_credentials
+from ._client_auth import ClientAssertion
 from ._compliance import ComplianceHooks
 from ._jwt import Key
-from ._response import parse_token_response, raise_for_error
+from ._response import raise_for_error
+from ._token_request import TokenRequests
 from ._transport import (
     DEFAULT_MAX_REQUEST_SECONDS,
     DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_TIMEOUT_SECONDS,
     Transport,
 )
-from ._urls import check_url, direct_proxies
+from ._urls import check_url
 
 if TYPE_CHECKING:
     from typing_extensions import Concatenate, ParamSpec  # typing has them from 3.10 on
@@ -52,13 +53,8 @@ _SECRET_METHODS = frozenset({"client_secret_basic", "client_secret_post", "clien
 
 G = TypeVar("G", bound="Grant")
 
-_FORM_HEADERS = {
-    "Content-Type": "application/x-www-form-urlencoded;charset=UTF-8",
-    "Accept": "application/json",
-}
 
-
-class Grant:
+class Grant(TokenRequests):
     """Base of every grant: client authentication, the token exchange and its errors.
 
     A grant is safe to share between threads only under one :class:`TokenManager` (which
@@ -335,55 +331,6 @@ class Grant:
         )
         return body
 
-    def _client_params(self) -> dict[str, Any]:
-        """oauthlib parameters for client authentication in the body (RFC 6749 §2.3.1)."""
-        if self.auth_method == "client_secret_post":
-            return {
-                "include_client_id": True,
-                "client_id": self.client_id,
-                "client_secret": self._client_secret,
-            }
-        if self.auth_method != "client_secret_basic":  # none, JWT assertions, mutual TLS
-            return {"include_client_id": True, "client_id": self.client_id}
-        return {"include_client_id": False}
-
-    def _client_fields(self) -> list[tuple[str, str]]:
-        """Client authentication in the body of a request oauthlib does not build
-        (revocation, device authorization); the assertion is added on sending."""
-        if self.auth_method == "client_secret_basic":
-            return []
-        fields = [("client_id", self.client_id)]
-        if self.auth_method == "client_secret_post" and self._client_secret is not None:
-            fields.append(("client_secret", self._client_secret))
-        return fields
-
-    def _with_assertion(self, body: str, clock: Clock, endpoint: Optional[str] = None) -> str:
-        """``body`` plus a fresh client assertion, for the JWT client-authentication methods;
-        its audience is ``endpoint``, the URL the request goes to (default: the token URL)."""
-        if self._assertion is None:
-            return body
-        audience = endpoint or self.token_url
-        fields = urllib.parse.urlencode(self._assertion.fields(audience, clock))
-        return f"{body}&{fields}" if body else fields
-
-    def _post_form(
-        self, url: str, fields: list[tuple[str, str]], clock: Clock, what: str
-    ) -> requests.Response:
-        """POST a client-authenticated form that is not a token request (the answer read
-        in full, as for token requests).
-
-        :raises TokenEndpointError: no complete answer within the bounds.
-        """
-        body = self._with_assertion(
-            urllib.parse.urlencode(fields + self._client_fields()), clock, url
-        )
-        deadline_monotonic = clock.monotonic() + self.max_request_seconds
-        auth = ClientAuth(self._authorization())
-        proxies = direct_proxies(url, allow_insecure_http=self.allow_insecure_http)
-        return self._transport.post(
-            url, body, _FORM_HEADERS, auth, clock, deadline_monotonic, what, proxies=proxies
-        )
-
     def revoke(self, token: str, token_type_hint: TokenTypeHint, clock: Clock) -> None:
         """Revoke ``token`` at :attr:`revocation_url` (RFC 7009); an unknown or already
         revoked token counts as revoked (§2.2).
@@ -402,76 +349,3 @@ class Grant:
         with response:
             if response.status_code != 200:
                 raise_for_error(response, f"revocation endpoint {self.revocation_url}", clock)
-
-    def _authorization(self) -> Optional[str]:
-        if self.auth_method == "client_secret_basic" and self._client_secret is not None:
-            return basic_credentials(self.client_id, self._client_secret)
-        return None
-
-    def _exchange(
-        self, body: str, clock: Clock, grant_type: str, previous_refresh: Optional[str]
-    ) -> Token:
-        """One token request: build, send (the answer read within the total deadline and
-        the size cap), parse; requests-oauthlib-style compliance hooks around it."""
-        headers = dict(_FORM_HEADERS)
-        hooks = self._compliance
-        url = self.token_url
-        if hooks:  # requests-oauthlib-style provider fixes
-            url, headers, body = hooks.before_token_request(
-                grant_type, url, headers, body, allow_insecure_http=self.allow_insecure_http
-            )
-        dpop = self._dpop
-        deadline_monotonic = clock.monotonic() + self.max_request_seconds
-        # With DPoP, a 400 use_dpop_nonce earns one retry with the server's nonce (RFC 9449
-        # section 8); every attempt gets a fresh proof and a fresh client assertion.
-        for attempt in (1, 2):
-            if dpop is not None:
-                headers["DPoP"] = dpop.header("POST", url)
-            sent_monotonic, sent_at = clock.monotonic(), clock.time()
-            sent = self._with_assertion(body, clock, url)
-            response = self._transport.post(
-                url,
-                sent,
-                headers,
-                ClientAuth(self._authorization()),
-                clock,
-                deadline_monotonic,
-                "token request",
-                proxies=direct_proxies(url, allow_insecure_http=self.allow_insecure_http),
-            )
-            if dpop is None or not dpop.is_nonce_challenge(response) or attempt == 2:
-                break
-            log.debug("token endpoint asked for a DPoP nonce; retrying once with it")
-        if hooks:
-            response = hooks.after_token_response(grant_type, response)
-        secrets = (*sent_secrets(sent), self._client_secret)
-        token = self._parse(
-            response, clock, sent_monotonic, sent_at, grant_type, previous_refresh, secrets
-        )
-        if dpop is not None:
-            dpop.check_bound(token, f"token endpoint {self.token_url} ({grant_type} grant)")
-        return token
-
-    def _parse(
-        self,
-        response: requests.Response,
-        clock: Clock,
-        sent_monotonic: float,
-        sent_at: float,
-        grant_type: str,
-        previous_refresh: Optional[str],
-        secrets: tuple[Optional[str], ...] = (),
-    ) -> Token:
-        """The :class:`Token` in a token response, or its typed error (``secrets``: what
-        the request carried, never kept in the error)."""
-        return parse_token_response(
-            response,
-            where=f"token endpoint {self.token_url} ({grant_type} grant)",
-            clock=clock,
-            sent_monotonic=sent_monotonic,
-            sent_at=sent_at,
-            requested_scope=self.scope,
-            previous_refresh_token=previous_refresh,
-            dpop=self._dpop is not None,
-            sent_secrets=secrets,
-        )

@@ -16,12 +16,10 @@ import secrets
 import threading
 from collections.abc import Mapping
 from email.message import Message
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 from urllib.parse import urlsplit
 
-if TYPE_CHECKING:
-    from ._oauth import Grant
-    from ._server import AuthServer
+from ._state import Grant, ServerState
 
 #: How far a proof's ``iat`` may be from the server's ``clock.time()``, in seconds.
 DEFAULT_IAT_WINDOW_SECONDS = 60.0
@@ -106,7 +104,7 @@ class DPoPVerifier:
     :ivar iat_window_seconds: how far ``iat`` may be from the server's clock.
     """
 
-    def __init__(self, server: AuthServer) -> None:
+    def __init__(self, server: ServerState) -> None:
         self._server = server
         self.iat_window_seconds = DEFAULT_IAT_WINDOW_SECONDS
         self._lock = threading.Lock()

@@ -1,11 +1,14 @@
 """The test server's endpoints beyond the token endpoint and the resource: authorization
 (auto-approved, no browser), device authorization, revocation, and the two metadata
-documents; plus the knobs and helpers :class:`AuthServer` gets from :class:`ExtraEndpoints`."""
+documents; plus the knobs and helpers :class:`~requests_tokenauth.testing.AuthServer` gets
+from :class:`ExtraEndpoints`. The request handler calls in through
+:meth:`ExtraEndpoints._serve_extra_route`."""
 
 from __future__ import annotations
 
 import secrets
-from typing import TYPE_CHECKING, Any, Optional, cast
+import threading
+from typing import TYPE_CHECKING, Any, Optional
 from urllib.parse import urlencode, urlsplit
 
 from oauthlib.common import Request
@@ -17,20 +20,19 @@ from oauthlib.oauth2 import (
     RevocationEndpoint,
 )
 
-from ._extra_oauth import (
+from .._clock import Clock
+from ._extra_oauth import ExtraValidator
+from ._handler import Handler
+from ._keys import private_key_pem
+from ._state import (
     DEVICE_CODE,
+    GRANT_TYPES,
     JWT_BEARER,
     TOKEN_EXCHANGE,
     DeviceEntry,
     ExtraState,
-    ExtraValidator,
-    private_key_pem,
+    new_token,
 )
-from ._oauth import GRANT_TYPES, new_token
-
-if TYPE_CHECKING:
-    from ._handler import Handler
-    from ._server import AuthServer
 
 #: Client-authentication methods the token, device and revocation endpoints accept.
 AUTH_METHODS_SUPPORTED = (
@@ -75,6 +77,23 @@ class ExtraEndpoints:
     device_interval_seconds: float
     code_lifetime_seconds: float
     strict_assertion_audience: bool
+    # shared with the rest of AuthServer, which sets them up
+    _lock: threading.Lock
+    clock: Clock
+
+    if TYPE_CHECKING:
+
+        @property
+        def url(self) -> str: ...
+
+        def add_client(
+            self,
+            client_id: str,
+            client_secret: Optional[str] = None,
+            *,
+            grant_types: tuple[str, ...] = ...,
+            scopes: tuple[str, ...] = ...,
+        ) -> None: ...
 
     def _init_extra(self, validator: ExtraValidator, bearer: Any) -> None:
         self._extra = ExtraState()
@@ -91,18 +110,17 @@ class ExtraEndpoints:
             "code", bearer, {"code": AuthorizationCodeGrant(validator)}
         )
         self._revocation = RevocationEndpoint(validator)
-        srv = cast("AuthServer", self)
-        srv.add_client("web", "web-secret", grant_types=("authorization_code", "refresh_token"))
-        srv.add_client("device", None, grant_types=(DEVICE_CODE, "refresh_token"))
-        srv.add_client("robot", None, grant_types=(JWT_BEARER,))
-        srv.add_client("gateway", "gateway-secret", grant_types=(TOKEN_EXCHANGE,))
+        self.add_client("web", "web-secret", grant_types=("authorization_code", "refresh_token"))
+        self.add_client("device", None, grant_types=(DEVICE_CODE, "refresh_token"))
+        self.add_client("robot", None, grant_types=(JWT_BEARER,))
+        self.add_client("gateway", "gateway-secret", grant_types=(TOKEN_EXCHANGE,))
 
     # -- addresses -----------------------------------------------------------------
 
     @property
     def issuer(self) -> str:
         """The issuer identifier: :attr:`url` (what ``from_issuer`` is given)."""
-        return cast("AuthServer", self).url
+        return self.url
 
     def _audiences(self, endpoint: Optional[str] = None) -> list[str]:
         """What a JWT's ``aud`` may name: the issuer or one of this server's endpoints; for
@@ -140,11 +158,11 @@ class ExtraEndpoints:
         (``authorization_pending``, ``slow_down``, ``expired_token``, ``access_denied``),
         whatever their state; later polls behave normally. (A poll sooner than the
         interval always gets ``slow_down``, and the interval grows by 5 s.)"""
-        with cast("AuthServer", self)._lock:
+        with self._lock:
             self._extra.scripted_polls = list(errors)
 
     def _device_decide(self, user_code: str, status: str, user: Optional[str]) -> None:
-        with cast("AuthServer", self)._lock:
+        with self._lock:
             for entry in self._extra.devices.values():
                 if entry.user_code == user_code and entry.status == "pending":
                     entry.status, entry.user = status, user
@@ -172,11 +190,11 @@ class ExtraEndpoints:
     def last_token_exchange(self) -> dict[str, Any]:
         """``audience``, ``resource`` and whether an actor token came, of the last
         successful token exchange."""
-        with cast("AuthServer", self)._lock:
+        with self._lock:
             return dict(self._extra.last_exchange)
 
     def _count(self, name: str, add: int = 0) -> int:
-        with cast("AuthServer", self)._lock:
+        with self._lock:
             self._extra_counts[name] += add
             return self._extra_counts[name]
 
@@ -216,7 +234,6 @@ class ExtraEndpoints:
         return status, dict(headers), (body or "").encode()
 
     def _device_authorization(self, body: str, headers: dict[str, str]) -> tuple[int, Any]:
-        srv = cast("AuthServer", self)
         validator = self._validator
         request = Request("https://127.0.0.1/device_authorization", "POST", body, headers)
         if validator.client_authentication_required(request):
@@ -235,12 +252,12 @@ class ExtraEndpoints:
         user_code = "-".join(
             "".join(secrets.choice(_USER_CODE_ALPHABET) for _ in range(4)) for _ in range(2)
         )
-        with srv._lock:
+        with self._lock:
             self._extra.devices[device_code] = DeviceEntry(
                 client.client_id,
                 scopes,
                 user_code,
-                srv.clock.monotonic() + self.device_code_lifetime_seconds,
+                self.clock.monotonic() + self.device_code_lifetime_seconds,
                 self.device_interval_seconds,
             )
         verification = self.issuer + "/device"
@@ -259,39 +276,39 @@ class ExtraEndpoints:
         )
         return status, dict(out_headers or {}), text or ""
 
+    # -- what the request handler calls ---------------------------------------------
 
-def handle_extra_route(handler: Handler, path: str, body: bytes) -> bool:
-    """Serve ``path`` if it is one of the endpoints of :class:`ExtraEndpoints`."""
-    srv = cast("AuthServer", handler.server)
-    method = handler.command
-    if path.startswith("/.well-known/") and method in ("GET", "HEAD"):
-        srv._count("metadata", 1)
-        name = path[len("/.well-known/") :]
-        if name in srv.metadata_documents:
-            handler._send_json(200, srv._metadata())
-        else:
-            handler._send_json(404, {"error": "not_found"})
-        return True
-    if path == "/authorize" and method == "GET":
-        status, headers, payload = srv._authorize(handler.path)
-        content_type = headers.pop("Content-Type", "text/plain")
-        handler._send(status, payload, content_type, headers)
-        return True
-    form = body.decode("utf-8", "replace")
-    headers = dict(handler.headers)
-    if path == "/device_authorization" and method == "POST":
-        srv._count("device", 1)
-        status, payload = srv._device_authorization(form, headers)
-        handler._send_json(status, payload, {"Cache-Control": "no-store"})
-        return True
-    if path == "/revoke" and method == "POST":
-        srv._count("revocation", 1)
-        status, out_headers, text = srv._revoke(form, headers)
-        content_type = out_headers.pop("Content-Type", "application/json")
-        handler._send(status, text.encode(), content_type, out_headers)
-        return True
-    if path == "/device" and method == "GET":
-        query = urlsplit(handler.path).query
-        handler._send(200, f"device verification page ({query})".encode(), "text/plain")
-        return True
-    return False
+    def _serve_extra_route(self, handler: Handler, path: str, body: bytes) -> bool:
+        """Serve ``path`` if it is one of the endpoints of :class:`ExtraEndpoints`."""
+        method = handler.command
+        if path.startswith("/.well-known/") and method in ("GET", "HEAD"):
+            self._count("metadata", 1)
+            name = path[len("/.well-known/") :]
+            if name in self.metadata_documents:
+                handler._send_json(200, self._metadata())
+            else:
+                handler._send_json(404, {"error": "not_found"})
+            return True
+        if path == "/authorize" and method == "GET":
+            status, headers, payload = self._authorize(handler.path)
+            content_type = headers.pop("Content-Type", "text/plain")
+            handler._send(status, payload, content_type, headers)
+            return True
+        form = body.decode("utf-8", "replace")
+        headers = dict(handler.headers)
+        if path == "/device_authorization" and method == "POST":
+            self._count("device", 1)
+            status, payload = self._device_authorization(form, headers)
+            handler._send_json(status, payload, {"Cache-Control": "no-store"})
+            return True
+        if path == "/revoke" and method == "POST":
+            self._count("revocation", 1)
+            status, out_headers, text = self._revoke(form, headers)
+            content_type = out_headers.pop("Content-Type", "application/json")
+            handler._send(status, text.encode(), content_type, out_headers)
+            return True
+        if path == "/device" and method == "GET":
+            query = urlsplit(handler.path).query
+            handler._send(200, f"device verification page ({query})".encode(), "text/plain")
+            return True
+        return False

@@ -1,20 +1,22 @@
-"""The HTTP request handler of the test server: token endpoint, resource and redirects."""
+"""The HTTP request handler of the test server: token endpoint, resource and redirects.
+
+HTTP plumbing: it imports only the state and the hostile senders below it; the token
+endpoint, the DPoP checks and the extra endpoints above it are reached through
+:class:`HandlerServer`, the protocol its server satisfies."""
 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Mapping
+from email.message import Message
 from hashlib import sha256
 from http.server import BaseHTTPRequestHandler
-from typing import TYPE_CHECKING, Any, Callable, Optional, Union, cast
+from typing import Any, Callable, Optional, Protocol, Union, cast
 from urllib.parse import parse_qs, urlsplit
 
-from ._extra_routes import handle_extra_route
-from ._hostile import RAW_FAULT, STREAM_FAULTS, send_hostile, send_raw
-from ._oauth import SeenRequest
-
-if TYPE_CHECKING:
-    from ._server import AuthServer
+from ._hostile import RAW_FAULT, STREAM_FAULTS, HostileServer, send_hostile, send_raw
+from ._state import Fault, Grant, SeenRequest
 
 # Faults that rewrite an otherwise successful token response.
 SHAPE_FAULTS: dict[str, Callable[[dict[str, Any]], None]] = {
@@ -41,6 +43,64 @@ def _seconds_text(value: Union[float, str]) -> str:
     return str(value)
 
 
+class DPoPChecks(Protocol):
+    """What the handler asks of the server's DPoP checker (:class:`._dpop.DPoPVerifier`)."""
+
+    def check_token_request(
+        self, headers: Message, url: str
+    ) -> tuple[Optional[str], Optional[tuple[int, dict[str, str], dict[str, str]]]]: ...
+
+    def bind(self, response_text: str, jkt: str) -> str: ...
+
+    def check_resource(
+        self, method: str, url: str, headers: Message, path: str
+    ) -> tuple[Optional[Grant], int, str, dict[str, str]]: ...
+
+
+class HandlerServer(HostileServer, Protocol):
+    """What the handler uses of its server (an
+    :class:`~requests_tokenauth.testing.AuthServer`): the knobs it reads, the recording and
+    counting it reports to, and the layers above it (token endpoint, DPoP checks, the
+    extra endpoints), reached through the server so that nothing here imports them."""
+
+    @property
+    def _released(self) -> threading.Event: ...
+
+    @property
+    def token_latency_seconds(self) -> float: ...
+
+    @property
+    def slow_seconds(self) -> float: ...
+
+    @property
+    def bind_dpop_tokens(self) -> bool: ...
+
+    @property
+    def token_type(self) -> Optional[str]: ...
+
+    @property
+    def unauthorized_cookie(self) -> Optional[str]: ...
+
+    @property
+    def dpop(self) -> DPoPChecks: ...
+
+    def _record(self, seen: SeenRequest) -> None: ...
+
+    def _token_arrived(self, grant_type: str) -> Optional[Fault]: ...
+
+    def _count_token_error(self, error: str) -> None: ...
+
+    def _count_resource(self, status: int) -> None: ...
+
+    def _take_resource_fault(self) -> Optional[int]: ...
+
+    def _token_response(
+        self, target: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[dict[str, str], str, int]: ...
+
+    def _serve_extra_route(self, handler: Handler, path: str, body: bytes) -> bool: ...
+
+
 class Handler(BaseHTTPRequestHandler):
     """One keep-alive connection to an :class:`AuthServer`."""
 
@@ -52,8 +112,8 @@ class Handler(BaseHTTPRequestHandler):
         """Stay quiet."""
 
     @property
-    def _srv(self) -> AuthServer:
-        return cast("AuthServer", self.server)
+    def _srv(self) -> HandlerServer:
+        return cast(HandlerServer, self.server)
 
     def _dispatch(self) -> None:
         try:
@@ -74,7 +134,7 @@ class Handler(BaseHTTPRequestHandler):
                 self._resource(path, body)
             elif path == "/redirect":
                 self._redirect()
-            elif handle_extra_route(self, path, body):
+            elif srv._serve_extra_route(self, path, body):
                 pass  # authorization, device authorization, revocation, metadata
             else:
                 self._send_json(404, {"error": "not_found"})

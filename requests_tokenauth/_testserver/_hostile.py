@@ -1,14 +1,19 @@
 """Hostile token-endpoint answers of the test server: a body that drips, a huge or endless
-one, and any raw answer a test scripts. Every one is bounded on the server side too."""
+one, and any raw answer a test scripts. Every one is bounded on the server side too.
+
+HTTP plumbing, below the request handler: the senders are typed against
+:class:`HostileHandler` and :class:`HostileServer`, which :class:`._handler.Handler` and
+:class:`~requests_tokenauth.testing.AuthServer` satisfy."""
 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Optional
+from io import BufferedIOBase
+from typing import TYPE_CHECKING, Optional, Protocol, Union
 
-if TYPE_CHECKING:
-    from ._handler import Handler
+from .._clock import Clock
 
 #: Fault kinds that rewrite how a (really issued) token response is sent.
 STREAM_FAULTS = frozenset({"drip", "huge_body", "endless_body"})
@@ -23,6 +28,43 @@ _CHUNK_BYTES = 64 * 1024
 
 #: Headers :meth:`HostileKnobs.set_raw_token_response` computes itself.
 _FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding", "connection"})
+
+
+class HostileServer(Protocol):
+    """What the senders below read of the server."""
+
+    @property
+    def _raw_answer(self) -> Optional[tuple[int, dict[str, str], bytes]]: ...
+
+    @property
+    def huge_body_bytes(self) -> int: ...
+
+    @property
+    def drip_seconds(self) -> float: ...
+
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def _closing(self) -> threading.Event: ...
+
+
+class HostileHandler(Protocol):
+    """What the senders below use of the request handler."""
+
+    close_connection: bool
+
+    @property
+    def wfile(self) -> BufferedIOBase: ...
+
+    @property
+    def _srv(self) -> HostileServer: ...
+
+    def send_response(self, code: int, message: Optional[str] = None) -> None: ...
+
+    def send_header(self, keyword: str, value: str) -> None: ...
+
+    def end_headers(self) -> None: ...
 
 
 class HostileKnobs:
@@ -74,10 +116,16 @@ class HostileKnobs:
 
     if TYPE_CHECKING:
 
-        def set_token_fault(self, kind: str, *, count: Optional[int] = None) -> None: ...
+        def set_token_fault(  # ._traffic.TrafficControl's
+            self,
+            kind: str,
+            *,
+            count: Optional[int] = None,
+            retry_after: Optional[Union[float, str]] = None,
+        ) -> None: ...
 
 
-def send_raw(handler: Handler) -> None:
+def send_raw(handler: HostileHandler) -> None:
     """The answer :meth:`HostileKnobs.set_raw_token_response` scripted."""
     answer = handler._srv._raw_answer
     status, headers, body = answer if answer is not None else (500, {}, b"no raw answer set")
@@ -89,7 +137,7 @@ def send_raw(handler: Handler) -> None:
     handler.wfile.write(body)
 
 
-def send_hostile(handler: Handler, kind: str, status: int, text: str) -> None:
+def send_hostile(handler: HostileHandler, kind: str, status: int, text: str) -> None:
     """Send the token response ``text`` the way fault ``kind`` says."""
     srv = handler._srv
     if kind == "huge_body" and status == 200:
@@ -117,7 +165,7 @@ def send_hostile(handler: Handler, kind: str, status: int, text: str) -> None:
     handler.wfile.write(body)
 
 
-def _drip(handler: Handler, data: bytes) -> None:
+def _drip(handler: HostileHandler, data: bytes) -> None:
     """Send ``data`` (status line, headers and body) one byte per ``drip_seconds``."""
     srv = handler._srv
     advance = getattr(srv.clock, "advance", None)
@@ -131,7 +179,7 @@ def _drip(handler: Handler, data: bytes) -> None:
             srv._closing.wait(srv.drip_seconds)
 
 
-def _send_endless(handler: Handler, start: bytes) -> None:
+def _send_endless(handler: HostileHandler, start: bytes) -> None:
     chunk = b"x" * _CHUNK_BYTES
     sent = 0
     data = start

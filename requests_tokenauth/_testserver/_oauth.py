@@ -1,102 +1,17 @@
-"""Registrations, tokens and the oauthlib request validator of the test server."""
+"""The oauthlib request validator of the test server: oauthlib's view of the registrations
+and tokens an :class:`~requests_tokenauth.testing.AuthServer` holds (read through
+:class:`._state.ServerState`), for the classic grants; :mod:`._extra_oauth` extends it."""
 
 from __future__ import annotations
 
 import base64
 import hmac
-import secrets
-import threading
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import Any, Optional
 from urllib.parse import unquote_plus
 
 from oauthlib.oauth2 import RequestValidator
 
-if TYPE_CHECKING:
-    from ._server import AuthServer
-
-#: The grant types the token endpoint implements.
-GRANT_TYPES = frozenset(
-    {
-        "client_credentials",
-        "password",
-        "refresh_token",
-        # served by ._extra_oauth
-        "authorization_code",
-        "urn:ietf:params:oauth:grant-type:jwt-bearer",
-        "urn:ietf:params:oauth:grant-type:token-exchange",
-        "urn:ietf:params:oauth:grant-type:device_code",
-    }
-)
-
-
-@dataclass(frozen=True)
-class SeenRequest:
-    """One request as the server received it.
-
-    :param method: the HTTP method.
-    :param path: the request target, query string included.
-    :param authorization: the ``Authorization`` header, or ``None`` when there was none.
-    :param body_length: the length of the (de-chunked) request body.
-    """
-
-    method: str
-    path: str
-    authorization: Optional[str]
-    body_length: int
-
-
-@dataclass(frozen=True)
-class Client:
-    client_id: str
-    client_secret: Optional[str]
-    grant_types: tuple[str, ...]
-    scopes: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Grant:
-    """What an access or refresh token stands for."""
-
-    client_id: str
-    scopes: tuple[str, ...]
-    user: Optional[str]
-    expires_at: float = float("inf")
-    revoked: bool = False
-
-
-@dataclass
-class Fault:
-    kind: str
-    remaining: Optional[int]
-    retry_after: Optional[Union[float, str]]
-
-
-_SECRETS_LIMIT = 100_000
-_secrets_lock = threading.Lock()
-_known_secrets: set[str] = set()
-
-
-def remember_secret(value: Optional[str]) -> None:
-    """Note a secret this process's test servers handed out, so tests can prove that no log
-    line, repr or message ever shows one (bounded; the oldest are not tracked past it)."""
-    if value:
-        with _secrets_lock:
-            if len(_known_secrets) < _SECRETS_LIMIT:
-                _known_secrets.add(value)
-
-
-def known_secrets() -> frozenset[str]:
-    """Every token, client secret and password the test servers of this process issued."""
-    with _secrets_lock:
-        return frozenset(_known_secrets)
-
-
-def new_token(request: object = None) -> str:
-    """A fresh random opaque token (the signature suits oauthlib's token generators)."""
-    token = secrets.token_urlsafe(32)
-    remember_secret(token)
-    return token
+from ._state import Client, Grant, ServerState
 
 
 def basic_credentials(request: Any) -> Optional[tuple[str, str]]:
@@ -119,10 +34,16 @@ def basic_credentials(request: Any) -> Optional[tuple[str, str]]:
     return unquote_plus(client_id), unquote_plus(secret)
 
 
+def request_param(request: Any, name: str) -> Optional[str]:
+    """A text parameter of an oauthlib request, or ``None`` when absent (or not text)."""
+    value = getattr(request, name, None)
+    return value if isinstance(value, str) else None
+
+
 class Validator(RequestValidator):  # type: ignore[misc]  # oauthlib ships no types
     """oauthlib's view of the registrations and tokens an :class:`AuthServer` holds."""
 
-    def __init__(self, server: AuthServer) -> None:
+    def __init__(self, server: ServerState) -> None:
         super().__init__()
         self._server = server
 
