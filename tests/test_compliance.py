@@ -35,7 +35,7 @@ def test_ebay_compliance_fix_works_unchanged_on_a_grant(server, fake_clock) -> N
     server.token_type = "Application Access Token"
     grant = ClientCredentials(server.token_url, client_id="svc", client_secret="svc-secret")
     assert ebay_compliance_fix(grant) is grant
-    session = session_for(TokenAuth(grant, clock=fake_clock, policy=EXACT))
+    session = session_for(TokenAuth(grant, clock=fake_clock, policy=EXACT, max_wait_seconds=0))
     response = session.get(server.resource_url)
     assert response.status_code == 200
     assert session.auth.token.token_type == "Bearer"
@@ -98,7 +98,7 @@ def test_request_hooks_see_url_headers_and_body(server, fake_clock) -> None:
     )
     grant.register_compliance_hook("access_token_request", fix)
     grant.register_compliance_hook("access_token_request", fix)  # once, like a set
-    session = session_for(TokenAuth(grant, clock=fake_clock, policy=EXACT))
+    session = session_for(TokenAuth(grant, clock=fake_clock, policy=EXACT, max_wait_seconds=0))
     assert session.get(server.resource_url).json()["scope"] == "read"
     assert [(url, body) for url, _, body in seen] == [
         (server.url + "/oauth/v2/token", "grant_type=client_credentials")
@@ -114,7 +114,7 @@ def test_protected_request_hooks_run_on_resource_requests(server, fake_clock) ->
         return url + "?tagged=1", headers, body
 
     grant.register_compliance_hook("protected_request", tag)
-    session = session_for(TokenAuth(grant, clock=fake_clock, policy=EXACT))
+    session = session_for(TokenAuth(grant, clock=fake_clock, policy=EXACT, max_wait_seconds=0))
     assert session.get(server.resource_url).json()["path"] == "/resource?tagged=1"
 
 
@@ -125,7 +125,7 @@ def test_a_hook_that_fails_on_a_2xx_is_a_typed_error(server, fake_clock) -> None
         raise KeyError("expires")
 
     grant.register_compliance_hook("access_token_response", broken)
-    session = session_for(TokenAuth(grant, clock=fake_clock, policy=EXACT))
+    session = session_for(TokenAuth(grant, clock=fake_clock, policy=EXACT, max_wait_seconds=0))
     with pytest.raises(MalformedTokenResponseError, match="broken raised KeyError"):
         session.get(server.resource_url)
 
@@ -134,7 +134,7 @@ def test_a_json_fix_given_an_error_page_lets_the_real_error_through(server, fake
     grant = ClientCredentials(server.token_url, client_id="svc", client_secret="svc-secret")
     ebay_compliance_fix(grant)  # json.loads() of a plain-text 503 raises
     server.set_token_fault("503", count=1)
-    session = session_for(TokenAuth(grant, clock=fake_clock, policy=EXACT))
+    session = session_for(TokenAuth(grant, clock=fake_clock, policy=EXACT, max_wait_seconds=0))
     with pytest.raises(TokenEndpointError) as info:
         session.get(server.resource_url)
     assert info.value.status_code == 503
@@ -171,6 +171,6 @@ def test_a_fix_that_rewrites_expires_is_used(server, fake_clock) -> None:
 
     grant = ClientCredentials(server.token_url, client_id="svc", client_secret="svc-secret")
     grant.register_compliance_hook("access_token_response", expires_to_expires_in)
-    auth = TokenAuth(grant, clock=fake_clock, policy=EXACT)
+    auth = TokenAuth(grant, clock=fake_clock, policy=EXACT, max_wait_seconds=0)
     assert session_for(auth).get(server.resource_url).status_code == 200
     assert auth.token.expires_in_seconds == LIFETIME

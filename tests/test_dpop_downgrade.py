@@ -25,7 +25,7 @@ from requests_tokenauth import (
 )
 from requests_tokenauth.testing import AuthServer, FakeClock
 
-from .helpers import EXACT, EXPIRED_AFTER, LIFETIME
+from .helpers import EXACT, LIFETIME
 
 
 @pytest.fixture
@@ -87,7 +87,7 @@ def test_a_refresh_answered_with_an_unbound_token_is_refused(server, fake_clock)
     first = auth.token
     assert first is not None and first.token_type == "DPoP" and first.refresh_token
     server.bind_dpop_tokens = False
-    fake_clock.advance(EXPIRED_AFTER)
+    fake_clock.advance(LIFETIME)  # past the nominal expiry: the bound token is no use now
     with pytest.raises(DPoPDowngradeError):
         session.get(server.resource_url)
     assert server.token_requests_by_grant == {"password": 1, "refresh_token": 1}

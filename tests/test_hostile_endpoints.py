@@ -48,6 +48,12 @@ def grant_for(server: AuthServer, **kwargs: Any) -> ClientCredentials:
     )
 
 
+def auth_for(server: AuthServer, clock: FakeClock, **options: Any) -> TokenAuth:
+    """These tests are about what one answer does: callers fail at once, no waiting for the
+    next attempt (``max_wait_seconds=0``)."""
+    return TokenAuth(grant_for(server), clock=clock, max_wait_seconds=0, **options)
+
+
 def answer(server: AuthServer, status: int, body: Any, **headers: str) -> None:
     """Make every token request get exactly this answer (a dict is sent as JSON)."""
     if isinstance(body, (dict, list)):
@@ -134,7 +140,7 @@ def test_a_huge_or_endless_token_response_is_refused_at_the_size_cap(
     auth_server: AuthServer, fake_clock: FakeClock, kind: str
 ) -> None:
     auth_server.set_token_fault(kind)
-    auth = TokenAuth(grant_for(auth_server), clock=fake_clock, store=MemoryStore())
+    auth = auth_for(auth_server, fake_clock, store=MemoryStore())
     with pytest.raises(TokenEndpointError) as caught:
         auth.get_token()
     assert type(caught.value).__name__ == "ResponseTooLargeError"
@@ -245,7 +251,7 @@ def test_huge_lifetimes_are_a_typed_error(
     assert isinstance(exc, MalformedTokenResponseError)
     assert "expires_in" in str(exc)
     auth_server.reset_counters()
-    auth = TokenAuth(grant_for(auth_server), clock=fake_clock)
+    auth = auth_for(auth_server, fake_clock)
     for _ in range(3):
         with pytest.raises(MalformedTokenResponseError):
             auth.get_token()
@@ -267,14 +273,14 @@ def test_a_given_token_with_a_huge_number_is_a_configuration_error(
 ) -> None:
     saved = {"access_token": "abc", "token_type": "Bearer", field: 10**400}
     with pytest.raises(ConfigurationError, match=field):
-        TokenAuth(grant_for(auth_server), clock=fake_clock, token=saved)
+        auth_for(auth_server, fake_clock, token=saved)
 
 
 def test_a_stored_token_with_a_huge_number_is_logged_and_replaced(
     auth_server: AuthServer, fake_clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = MemoryStore()
-    auth = TokenAuth(grant_for(auth_server), clock=fake_clock, store=store)
+    auth = auth_for(auth_server, fake_clock, store=store)
     store.save(auth.manager._key, {"access_token": "abc", "expires_at": 10**400})
     token = auth.get_token()
     assert token.access_token != "abc"
@@ -292,7 +298,7 @@ def test_an_access_token_a_header_cannot_carry_is_refused(
     auth_server: AuthServer, fake_clock: FakeClock, access_token: str
 ) -> None:
     answer(auth_server, 200, {"access_token": access_token, "token_type": "Bearer"})
-    auth = TokenAuth(grant_for(auth_server), clock=fake_clock)
+    auth = auth_for(auth_server, fake_clock)
     session = session_for(auth)
     with pytest.raises(MalformedTokenResponseError) as caught:
         session.get(auth_server.resource_url)
@@ -319,14 +325,14 @@ def test_a_given_token_is_held_to_the_same_rules(
     auth_server: AuthServer, fake_clock: FakeClock, saved: dict[str, str]
 ) -> None:
     with pytest.raises(ConfigurationError):
-        TokenAuth(grant_for(auth_server), clock=fake_clock, token=saved)
+        auth_for(auth_server, fake_clock, token=saved)
 
 
 def test_a_stored_token_type_that_would_fold_the_header_is_replaced(
     auth_server: AuthServer, fake_clock: FakeClock
 ) -> None:
     store = MemoryStore()
-    auth = TokenAuth(grant_for(auth_server), clock=fake_clock, store=store)
+    auth = auth_for(auth_server, fake_clock, store=store)
     store.save(auth.manager._key, {"access_token": "abc", "token_type": "Bearer\r\n X: 1"})
     response = session_for(auth).get(auth_server.resource_url)
     assert response.status_code == 200
@@ -367,7 +373,7 @@ def test_refresh_in_zero_does_not_make_every_request_refresh(
         200,
         {"access_token": "abc", "token_type": "Bearer", "expires_in": 3600, "refresh_in": 0},
     )
-    auth = TokenAuth(grant_for(auth_server), clock=fake_clock, refresh_ahead="inline")
+    auth = auth_for(auth_server, fake_clock, refresh_ahead="inline")
     for _ in range(50):
         auth.get_token()
     assert auth_server.token_requests == 1
@@ -446,7 +452,7 @@ def test_a_unicode_digit_retry_after_is_a_typed_error_with_backoff(
     auth_server: AuthServer, fake_clock: FakeClock
 ) -> None:
     auth_server.set_token_fault("503", retry_after="\u00b2")
-    auth = TokenAuth(grant_for(auth_server), clock=fake_clock)
+    auth = auth_for(auth_server, fake_clock)
     for _ in range(3):
         with pytest.raises(TokenEndpointError):
             auth.get_token()
@@ -466,7 +472,7 @@ def test_an_error_code_with_a_line_break_cannot_forge_a_log_line(
         {"error": forged, "error_description": "bad\r\nX: y", "error_uri": "http://x/\n"},
     )
     events: list[Any] = []
-    auth = TokenAuth(grant_for(auth_server), clock=fake_clock, on_event=events.append)
+    auth = auth_for(auth_server, fake_clock, on_event=events.append)
     with caplog.at_level(logging.DEBUG), pytest.raises(TokenRefreshError) as caught:
         auth.get_token()
     exc = caught.value

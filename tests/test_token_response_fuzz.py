@@ -195,7 +195,7 @@ def test_any_token_response_gives_a_token_or_a_typed_error_without_secrets(
     server.set_raw_token_response(status, content, response_headers)
     server.reset_counters()
     grant = ClientCredentials(server.token_url, client_id="svc", client_secret="svc-secret")
-    auth = TokenAuth(grant, clock=clock, refresh_ahead="inline")
+    auth = TokenAuth(grant, clock=clock, refresh_ahead="inline", max_wait_seconds=0)
     lines = _Lines()
     logger = logging.getLogger("requests_tokenauth")
     logger.addHandler(lines)
