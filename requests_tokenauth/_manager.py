@@ -11,24 +11,22 @@ import time
 from collections.abc import Mapping
 from typing import Any, Callable, Optional
 
+from ._ahead import AheadRunner
+from ._attempt import fetch_reported, revoke_token
 from ._clock import SYSTEM_CLOCK, Clock
 from ._delivery import Outbox, TokenCallback, flush_at_exit
-from ._entry import Entry as _Entry
-from ._entry import Needed, make_entry, token_from_dict
-from ._entry import expired as _expired
-from ._entry import same_token as _is
-from ._entry import stale as _stale
-from ._errors import (
-    ConfigurationError,
-    TokenAuthError,
-    TokenEndpointError,
-    TokenRefreshError,
-    TokenStoreError,
-)
+from ._entry import Entry, Needed, expired, make_entry, same_token, stale, token_from_dict
+from ._errors import ConfigurationError, TokenAuthError, TokenEndpointError, TokenStoreError
 from ._events import EventCallback
 from ._failures import AttemptSignal, Failure
-from ._forksafe import ForkSafe, lock, rlock
+from ._forksafe import ForkSafe, rlock
 from ._grants import Grant
+from ._options import (
+    DEFAULT_LOCK_TIMEOUT_SECONDS,
+    DEFAULT_MAX_WAIT_SECONDS,
+    REFRESH_AHEAD_MODES,
+    checked_max_wait,
+)
 from ._policy import DEFAULT_POLICY, RefreshPolicy
 from ._store_renewal import StoreSlot
 from ._stores import TokenStore
@@ -37,20 +35,13 @@ from ._token import Token, TokenFormatError
 
 log = logging.getLogger("requests_tokenauth")
 
-#: Callers wait at most this long for another thread's token request before giving up; a
-#: little more than the default token-request timeout (5 s connect + 30 s read).
-DEFAULT_LOCK_TIMEOUT_SECONDS = 40.0
-
-#: With no valid token and the token endpoint failing, a caller waits this long at most for
-#: an attempt to succeed before it gets the error: long enough that a restart or failover of
-#: the endpoint (a few seconds) costs callers nothing, short enough that a web server's
-#: worker threads are not tied up for long in a real outage (see docs/concurrency.rst).
-DEFAULT_MAX_WAIT_SECONDS = 5.0
-
-#: How a refresh ahead of expiry runs: on a short-lived thread, so no caller waits for it.
-REFRESH_AHEAD_MODES = ("background", "inline")
-
-__all__ = ["DEFAULT_LOCK_TIMEOUT_SECONDS", "REFRESH_AHEAD_MODES", "TokenCallback", "TokenManager"]
+__all__ = [
+    "DEFAULT_LOCK_TIMEOUT_SECONDS",
+    "DEFAULT_MAX_WAIT_SECONDS",
+    "REFRESH_AHEAD_MODES",
+    "TokenCallback",
+    "TokenManager",
+]
 
 
 class TokenManager(ForkSafe):
@@ -72,30 +63,15 @@ class TokenManager(ForkSafe):
     token only if the stored one is not good enough, and save the new one. The refresh
     ahead then starts at least three times the last renewal's duration before expiry.
 
-    :param grant: how tokens are obtained.
-    :param token: a token dict saved earlier (requests-oauthlib / Authlib shape). With a
-        store, it only seeds a store that holds no token for this key yet.
-    :param on_token: called with the dict of each newly obtained token (how rotated refresh
-        tokens get persisted): in the order obtained, never overlapping, with no lock held;
-        on the obtaining thread, or on a thread still inside an earlier call, right after
-        it. If it raises (``delivery_failed`` event), the token is handed to it again on a
-        later :meth:`get_token`, 1 s, 2 s, 4 s... (at most 60 s) apart, while it is current
-        (``token_redelivered``). :meth:`wait_for_refresh` covers these calls; at
-        interpreter exit the library waits up to 10 s in total for them.
-    :param on_event: called with each :class:`TokenEvent` (logged as it happens), in order,
-        as ``on_token`` is: after the locks are released, so it may call :meth:`get_token`;
-        a renewal's events therefore arrive once it is over.
-    :param store: a :class:`TokenStore` shared with other managers, processes or hosts.
-    :param store_key: the key in the store; derived from the grant when omitted.
-    :param clock: time source (:class:`~requests_tokenauth.testing.FakeClock` in tests).
-    :param policy: refresh margins, 401 cooldown and backoff.
-    :param random: returns floats in [0, 1), for jitter.
-    :param refresh_ahead: ``"background"`` (a short-lived thread refreshes; no caller waits)
-        or ``"inline"`` (the caller that notices refreshes before its request goes out).
-    :param lock_timeout_seconds: how long a caller waits for another thread's token request.
-    :param max_wait_seconds: how long a caller with no valid token waits for a token while
-        token requests fail with a transient error (``0``: get the error at once); a next
-        attempt due later than that (a long ``Retry-After``) fails it at once.
+    The parameters are :class:`TokenAuth`'s, which documents each in full (``on_token`` and
+    ``on_event``: in the order obtained, never overlapping, with no lock held, a failed
+    ``on_token`` retried while its token is current; :meth:`wait_for_refresh` covers them
+    and interpreter exit waits up to 10 s for them); ``grant`` is how tokens are obtained,
+    ``token`` a saved token dict (with a store, it only seeds an empty one), ``clock`` the
+    time source (:class:`~requests_tokenauth.testing.FakeClock` in tests), ``random`` a
+    source of floats in [0, 1) for jitter, ``lock_timeout_seconds`` how long a caller waits
+    for another thread's token request and ``max_wait_seconds`` how long a caller with no
+    valid token waits for one while token requests fail (``0``: the error at once).
     """
 
     def __init__(
@@ -118,23 +94,16 @@ class TokenManager(ForkSafe):
             raise ConfigurationError(f"grant must be a Grant, not {type(grant).__name__}")
         if refresh_ahead not in REFRESH_AHEAD_MODES:
             raise ConfigurationError(f"refresh_ahead must be one of {REFRESH_AHEAD_MODES}")
-        if not (
-            isinstance(max_wait_seconds, (int, float))
-            and math.isfinite(max_wait_seconds)
-            and max_wait_seconds >= 0
-        ):
-            raise ConfigurationError("max_wait_seconds must be a finite number >= 0")
         self.grant = grant
         self._clock = clock
         self._policy = policy
         self._random = random
-        self._background = refresh_ahead == "background"
         self._lock_timeout = lock_timeout_seconds
-        self._max_wait = float(max_wait_seconds)
+        self._max_wait = checked_max_wait(max_wait_seconds)
         self._attempts = AttemptSignal()  # callers without a token wait here for attempts
         self._lock = threading.RLock()
-        self._ahead = threading.Lock()  # held while a refresh ahead is in flight
-        self._entry: Optional[_Entry] = None
+        self._ahead = AheadRunner(background=refresh_ahead == "background")
+        self._entry: Optional[Entry] = None
         self._failure: Optional[Failure] = None
         self._outbox = Outbox(grant.grant_type, clock, on_token, on_event)
         self._store: Optional[StoreSlot] = None
@@ -149,7 +118,7 @@ class TokenManager(ForkSafe):
         self._track()
 
     # tokens are not pickled (a pickle is not a secure store); locks are new in a child
-    _fresh_locks = {"_lock": rlock, "_ahead": lock}
+    _fresh_locks = {"_lock": rlock}
     _not_pickled = {"_entry": lambda: None, "_failure": lambda: None}
 
     def _track(self) -> None:
@@ -184,7 +153,7 @@ class TokenManager(ForkSafe):
             return entry.token
         return self._get_slow(entry)
 
-    def _get_slow(self, seen: Optional[_Entry]) -> Token:
+    def _get_slow(self, seen: Optional[Entry]) -> Token:
         now = self._clock.monotonic()
         if seen is not None and now < seen.deadlines.expired_monotonic:
             self._refresh_ahead(seen, now)
@@ -194,38 +163,27 @@ class TokenManager(ForkSafe):
         accepted = seen is not None and now < seen.deadlines.nominal_expiry_monotonic
         if seen is not None and accepted and not self._due(now):
             return seen.token  # inside the skew, renewal failing: the server still accepts it
-        return self._renew(_expired, "expired" if seen else "missing", serve_accepted=True)
+        return self._renew(expired, "expired" if seen else "missing", serve_accepted=True)
 
     # -- renewing ---------------------------------------------------------------------------
 
-    def _refresh_ahead(self, seen: _Entry, now: float) -> None:
+    def _refresh_ahead(self, seen: Entry, now: float) -> None:
         """Stale token: one caller starts a refresh, nobody waits for it, a failure only
         delays the next try."""
-        if not self._due(now) or not self._ahead.acquire(blocking=False):
-            return
-        if self._background:
-            worker = threading.Thread(
-                target=self._ahead_worker, args=(seen,), name="tokenauth-refresh", daemon=True
-            )
-            try:
-                worker.start()
-                return
-            except RuntimeError:  # no new threads (interpreter shutting down): do it here
-                pass
-        self._ahead_worker(seen)
+        if self._due(now):
+            self._ahead.start(lambda: self._ahead_work(seen))
 
-    def _ahead_worker(self, seen: _Entry) -> None:
+    def _ahead_work(self, seen: Entry) -> None:
         try:
             if self._lock.acquire(blocking=False):  # else a blocking renewal is under way
                 try:
                     if self._entry is seen and self._due(self._clock.monotonic()):
                         # failures are logged and backed off; the current token is still valid
                         with contextlib.suppress(TokenAuthError):
-                            self._obtain(seen, "ahead", _stale)
+                            self._obtain(seen, "ahead", stale)
                 finally:
                     self._lock.release()
         finally:
-            self._ahead.release()
             self._attempts.announce()
             self._outbox.flush()
 
@@ -237,9 +195,8 @@ class TokenManager(ForkSafe):
         :returns: ``False`` if one was still running after ``timeout`` seconds.
         """
         deadline = time.monotonic() + timeout  # real time even under a FakeClock: a wait
-        if not self._ahead.acquire(timeout=timeout):
+        if not self._ahead.wait_idle(timeout):
             return False
-        self._ahead.release()
         return self._outbox.wait_idle(max(deadline - time.monotonic(), 0.0))
 
     def _renew(self, needed: Needed, cause: str, *, serve_accepted: bool = False) -> Token:
@@ -255,11 +212,7 @@ class TokenManager(ForkSafe):
         give_up = started + self._max_wait if self._max_wait > 0 else -math.inf
         waited = False
         while True:
-            if not self._lock.acquire(timeout=self._lock_timeout):
-                raise TokenEndpointError(
-                    f"gave up after {self._lock_timeout:g}s waiting for another thread's "
-                    "token request"
-                )
+            self._acquire()
             try:
                 entry = self._entry
                 now = self._clock.monotonic()
@@ -296,16 +249,22 @@ class TokenManager(ForkSafe):
             waited = True
         return token
 
-    def _serve_until_expiry(self, entry: _Entry, now: float) -> Token:
+    def _serve_until_expiry(self, entry: Entry, now: float) -> Token:
         left = entry.deadlines.left_seconds(now)
         log.warning("token renewal failed; the current token is used for its last %.2fs", left)
         return entry.token
+
+    def _acquire(self) -> None:
+        if not self._lock.acquire(timeout=self._lock_timeout):
+            raise TokenEndpointError(
+                f"gave up after {self._lock_timeout:g}s waiting for another thread's token request"
+            )
 
     def _due(self, now: float) -> bool:
         failure = self._failure
         return failure is None or now >= failure.next_attempt_monotonic
 
-    def _obtain(self, entry: Optional[_Entry], cause: str, needed: Needed) -> Token:
+    def _obtain(self, entry: Optional[Entry], cause: str, needed: Needed) -> Token:
         """A token for ``cause``; the caller holds the lock. With a store: its lock, reload,
         request only if the stored token is ``needed`` too, save."""
         store = self._store
@@ -325,37 +284,24 @@ class TokenManager(ForkSafe):
         assert token is not None
         return token
 
-    def _fetch(self, entry: Optional[_Entry], cause: str) -> Token:
+    def _fetch(self, entry: Optional[Entry], cause: str) -> Token:
         """One token request; the caller holds the lock. Publishes or records the failure."""
-        current = entry.token if entry is not None else None
-        attempt = self._failure.count + 1 if self._failure is not None else 1
-        self._outbox.event("refresh_started", cause, attempt=attempt)
-        started = self._clock.monotonic()
-        try:
-            token = self.grant.fetch(current, self._clock)
-        except TokenRefreshError as exc:
-            wait = self._record_failure(exc)
-            self._outbox.event(
-                "refresh_failed",
-                cause,
-                attempt=attempt,
-                duration_seconds=self._clock.monotonic() - started,
-                error=exc.error or type(exc).__name__,
-                retryable=exc.retryable,
-                next_attempt_in_seconds=wait,
-            )
-            raise
-        self._failure = None
-        self._entry = self._make_entry(token, cause)
-        self._outbox.token(token, cause)  # queued under the lock: the order obtained
-        self._outbox.event(
-            "refresh_succeeded",
-            cause,
-            attempt=attempt,
-            duration_seconds=self._clock.monotonic() - started,
-            token=token,
+
+        def publish(token: Token) -> None:
+            self._failure = None
+            self._entry = self._make_entry(token, cause)
+            self._outbox.token(token, cause)  # queued under the lock: the order obtained
+
+        return fetch_reported(
+            self.grant,
+            entry.token if entry is not None else None,
+            cause=cause,
+            attempt=self._failure.count + 1 if self._failure is not None else 1,
+            clock=self._clock,
+            outbox=self._outbox,
+            record_failure=self._record_failure,
+            publish=publish,
         )
-        return token
 
     def _record_failure(self, exc: TokenAuthError) -> float:
         """Remember ``exc`` and when the next attempt may go out; returns the wait."""
@@ -384,21 +330,23 @@ class TokenManager(ForkSafe):
         """
         entry = self._entry
         now = self._clock.monotonic()
-        if entry is not None and not _is(entry.token, rejected) and not _expired(entry, now):
-            return entry.token
-        if entry is not None and _is(entry.token, rejected) and not self._may_replace(entry, now):
-            return None
+        if entry is not None:
+            current = same_token(entry.token, rejected)
+            if not current and not expired(entry, now):
+                return entry.token  # already replaced
+            if current and not self._may_replace(entry, now):
+                return None
 
-        def needed(entry: Optional[_Entry], now: float) -> bool:
-            if _expired(entry, now):
+        def needed(entry: Optional[Entry], now: float) -> bool:
+            if expired(entry, now):
                 return True
             assert entry is not None
-            return _is(entry.token, rejected) and self._may_replace(entry, now)
+            return same_token(entry.token, rejected) and self._may_replace(entry, now)
 
         new = self._renew(needed, "unauthorized")
-        return None if _is(new, rejected) else new
+        return None if same_token(new, rejected) else new
 
-    def _may_replace(self, entry: _Entry, now: float) -> bool:
+    def _may_replace(self, entry: Entry, now: float) -> bool:
         if entry.cause != "unauthorized":
             return True
         cooldown = self._policy.unauthorized_cooldown_seconds
@@ -434,10 +382,7 @@ class TokenManager(ForkSafe):
         :raises TokenRefreshError: the revocation request failed.
         :raises TokenStoreError: the store could not be locked or the token removed.
         """
-        if not self._lock.acquire(timeout=self._lock_timeout):
-            raise TokenEndpointError(
-                f"gave up after {self._lock_timeout:g}s waiting for another thread's token request"
-            )
+        self._acquire()
         try:
             if self._store is None:
                 return self._revoke(self._entry)
@@ -446,16 +391,11 @@ class TokenManager(ForkSafe):
         finally:
             self._lock.release()
 
-    def _revoke(self, entry: Optional[_Entry]) -> bool:
+    def _revoke(self, entry: Optional[Entry]) -> bool:
         try:
-            if entry is None:
-                return False
-            token = entry.token
-            if token.refresh_token:
-                self.grant.revoke(token.refresh_token, "refresh_token", self._clock)
-            else:
-                self.grant.revoke(token.access_token, "access_token", self._clock)
-            return True
+            if entry is not None:
+                revoke_token(self.grant, entry.token, self._clock)
+            return entry is not None
         finally:
             self._entry = None
             self._failure = None
@@ -468,7 +408,7 @@ class TokenManager(ForkSafe):
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def _make_entry(self, token: Token, cause: str) -> _Entry:
+    def _make_entry(self, token: Token, cause: str) -> Entry:
         lead = self._store.lead_seconds() if self._store is not None else 0.0
         return make_entry(token, cause, self._policy, self._random(), lead)
 
