@@ -16,20 +16,18 @@ import argparse
 import json
 import logging
 import os
-import socket
-import ssl
 import sys
 import traceback
 import urllib.parse
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional, TextIO
 
 import requests
-import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
 from ._auth import TokenAuth
+from ._cli_errors import exit_status, failure_kind, one_line, scrub
 from ._cli_parser import (
     DEFAULT_REFRESH_TOKEN_ENV,
     DEFAULT_SECRET_ENV,
@@ -46,9 +44,7 @@ from ._cli_parser import (
 )
 from ._errors import (
     ConfigurationError,
-    InvalidGrantError,
     TokenAuthError,
-    TokenEndpointError,
 )
 from ._grants import Grant, RefreshToken
 from ._grants._discovery import discover
@@ -183,48 +179,11 @@ def _discover(issuer: str, args: argparse.Namespace) -> None:
         except ConfigurationError:
             if not recorder.failures:
                 raise
-            kinds = sorted({_failure_kind(exc) for exc in recorder.failures})
+            kinds = sorted({failure_kind(exc) for exc in recorder.failures})
             raise CommandError(
                 f"the metadata of issuer {issuer} could not be fetched: {', '.join(kinds)}",
                 EXIT_TOKEN_ENDPOINT,
             ) from recorder.failures[-1]
-
-
-def _causes(exc: BaseException) -> Iterator[BaseException]:
-    """``exc`` and everything it wraps: causes, contexts, urllib3's ``reason``, and
-    exceptions passed as arguments (requests wraps urllib3's errors that way)."""
-    pending, seen = [exc], set()
-    while pending:
-        current = pending.pop(0)
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        reason = getattr(current, "reason", None)
-        wrapped = [current.__cause__, current.__context__, reason, *current.args]
-        pending.extend(e for e in wrapped if isinstance(e, BaseException))
-
-
-def _failure_kind(exc: BaseException) -> str:
-    """What kind of connection failure ``exc`` is: words for a person, never a secret."""
-    causes = list(_causes(exc))
-    # Before the timeouts: urllib3's NewConnectionError (refused, DNS) subclasses its
-    # ConnectTimeoutError.
-    checks: tuple[tuple[str, tuple[type[BaseException], ...]], ...] = (
-        ("TLS error", (requests.exceptions.SSLError, ssl.SSLError, urllib3.exceptions.SSLError)),
-        ("DNS lookup failed", (socket.gaierror, urllib3.exceptions.NameResolutionError)),
-        ("connection refused", (ConnectionRefusedError,)),
-        ("connection reset", (ConnectionResetError,)),
-        (
-            "timed out",
-            (requests.exceptions.Timeout, urllib3.exceptions.ReadTimeoutError, socket.timeout),
-        ),
-        ("invalid URL", (requests.exceptions.InvalidURL,)),
-    )
-    for words, types in checks:
-        if any(isinstance(cause, types) for cause in causes):
-            return words
-    return "connection failed"
 
 
 def _secrets(args: argparse.Namespace) -> list[str]:
@@ -304,7 +263,7 @@ def _request(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise
     except requests.exceptions.RequestException as exc:
         raise CommandError(
-            f"{method} {args.url} failed: {type(exc).__name__} ({_failure_kind(exc)})",
+            f"{method} {args.url} failed: {type(exc).__name__} ({failure_kind(exc)})",
             EXIT_UNREACHABLE,
         ) from exc
     with response:
@@ -341,37 +300,6 @@ def _demo(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK if result.ok else 1
 
 
-def _status(exc: BaseException) -> int:
-    if isinstance(exc, CommandError):
-        return exc.status
-    if isinstance(exc, ConfigurationError):
-        return EXIT_USAGE
-    if isinstance(exc, InvalidGrantError):
-        return EXIT_REFUSED
-    if isinstance(exc, TokenEndpointError):
-        return EXIT_TOKEN_ENDPOINT
-    return EXIT_TOKEN_ENDPOINT
-
-
-def _message(exc: BaseException) -> str:
-    """The one line for ``exc``: with the kind of connection failure behind a token
-    endpoint error, and the option rather than the Python keyword for plain http."""
-    text = str(exc)
-    if isinstance(exc, TokenEndpointError) and any(
-        isinstance(cause, requests.exceptions.RequestException) for cause in _causes(exc)
-    ):
-        text = f"{text} ({_failure_kind(exc)})"
-    if isinstance(exc, ConfigurationError):
-        text = text.replace("allow_insecure_http=True", "--allow-insecure-http")
-    return text
-
-
-def _scrub(text: str, secrets: Sequence[str]) -> str:
-    for secret in secrets:
-        text = text.replace(secret, "<redacted>")
-    return text
-
-
 def main(
     argv: Optional[Sequence[str]] = None,
     *,
@@ -396,9 +324,9 @@ def main(
     except (CommandError, TokenAuthError) as exc:
         secrets = _secrets(args) if args is not None else []
         if args is not None and getattr(args, "debug", False):
-            print(_scrub(traceback.format_exc(), secrets), file=err, end="")
-        print(f"tokenauth: error: {_scrub(_message(exc), secrets)}", file=err)
-        return _status(exc)
+            print(scrub(traceback.format_exc(), secrets), file=err, end="")
+        print(f"tokenauth: error: {scrub(one_line(exc), secrets)}", file=err)
+        return exit_status(exc)
     except KeyboardInterrupt:
         print("tokenauth: interrupted", file=err)
         return 130
