@@ -242,6 +242,19 @@ def test_denied_authorization_raises_access_denied(server, fake_clock) -> None:
     assert server.token_requests == 0
 
 
+def test_a_forged_redirect_error_cannot_forge_a_log_line_or_message(server, fake_clock) -> None:
+    grant = web_grant(server)
+    request = grant.prepare_authorization()
+    forged = urllib.parse.urlencode(
+        {"state": request.state, "error": "x\nINFO forged line", "error_description": "d\r\n"}
+    )
+    with pytest.raises(InvalidGrantError) as caught:
+        grant.exchange(request, f"{grant.redirect_uri}?{forged}", clock=fake_clock)
+    assert "\n" not in str(caught.value) and "\r" not in str(caught.value)
+    assert caught.value.error is not None and "\n" not in caught.value.error
+    assert server.token_requests == 0
+
+
 def test_pkce_is_checked_by_the_server(server, fake_clock) -> None:
     grant = web_grant(server)
     request = grant.prepare_authorization()

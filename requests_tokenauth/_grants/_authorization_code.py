@@ -19,6 +19,7 @@ from .._errors import (
     ConfigurationError,
     InvalidGrantError,
     StateMismatchError,
+    safe_field,
 )
 from .._options import AuthMethod, Scope, Timeout
 from .._token import Token
@@ -194,7 +195,7 @@ class AuthorizationCode(Grant):
         if error:
             cls = AccessDeniedError if error == "access_denied" else InvalidGrantError
             raise cls(
-                f"the authorization server answered {error}",
+                f"the authorization server answered {safe_field(error)}",  # no forged lines
                 error=error,
                 error_description=query.get("error_description"),
                 error_uri=query.get("error_uri"),
