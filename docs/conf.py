@@ -32,6 +32,7 @@ html_static_path: list[str] = []
 nitpicky = True
 #: Other projects' names: they would resolve through intersphinx, which needs the network.
 _EXTERNAL_MODULES = (
+    "collections",
     "collections.abc",
     "contextlib",
     "cryptography",
@@ -41,6 +42,7 @@ _EXTERNAL_MODULES = (
     "redis",
     "requests",
     "socketserver",
+    "threading",
     "time",
     "typing",
     "urllib3",

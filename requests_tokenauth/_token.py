@@ -138,7 +138,7 @@ class Token(FrozenSlots):
         :param previous_refresh_token: kept when a refresh response omits a new one.
         :raises TokenFormatError: a field is missing or of the wrong kind, an access token
             holds anything but visible ASCII, a ``token_type`` is not an HTTP scheme name,
-            or a lifetime or expiry is not a finite number of at most :data:`MAX_SECONDS`.
+            or a lifetime or expiry is not a finite number of at most ``MAX_SECONDS`` (1e11).
         """
         expires_in = _lifetime(data.get("expires_in"))
         return cls(
@@ -162,7 +162,7 @@ class Token(FrozenSlots):
 
         :raises TokenFormatError: a field is missing or of the wrong kind, an access token
             holds anything but visible ASCII, a ``token_type`` is not an HTTP scheme name,
-            or a lifetime or expiry is not a finite number of at most :data:`MAX_SECONDS`.
+            or a lifetime or expiry is not a finite number of at most ``MAX_SECONDS`` (1e11).
         """
         expires_at = _epoch(data.get("expires_at"))
         if expires_at is None:
