@@ -325,6 +325,24 @@ def test_retry_after_longer_than_the_bound_fails_at_once_and_is_never_shortened(
     assert server.token_requests == 2
 
 
+def test_a_401_during_an_outage_waits_for_the_next_attempt_and_is_retried(
+    server: AuthServer, fake_clock: FakeClock
+) -> None:
+    auth = make_auth(server, fake_clock)
+    session = session_for(auth)
+    session.get(server.resource_url)
+    server.revoke_all()  # the resource now rejects the current token...
+    server.set_token_fault("500")  # ...and no new one can be had for now
+    threads, results = start_threads(1, lambda i: session.get(server.resource_url))
+    park(fake_clock, 1)  # the replacement failed; the caller waits for the next attempt
+    assert server.token_requests == 2 and results == [None]
+    server.clear_token_fault()
+    fake_clock.advance(1.0)  # the first backoff step (the refused token is not expired)
+    join_all(threads)
+    assert results[0].status_code == 200 and len(results[0].history) == 1
+    assert server.token_requests == 3
+
+
 @pytest.mark.parametrize("bad", [-1, float("inf"), float("nan")])
 def test_max_wait_seconds_must_be_a_finite_number_not_below_0(
     server: AuthServer, fake_clock: FakeClock, bad: float
