@@ -69,7 +69,8 @@ class TrafficControl:
         response (the token is really issued) rewritten that way; ``"invalid_grant"``
         (400) and ``"invalid_client"`` (401): that OAuth error, counted in
         :attr:`token_errors`; ``"drip"``, ``"huge_body"``, ``"endless_body"``: the token
-        response sent slowly, padded or without end (see the hostile knobs: ``drip_seconds``, ``huge_body_bytes``);
+        response sent slowly, padded or without end (the hostile knobs: ``drip_seconds``,
+        ``huge_body_bytes``);
         ``"raw"``: what :meth:`set_raw_token_response` scripted.
 
         :param kind: one of :data:`TOKEN_FAULTS`.
