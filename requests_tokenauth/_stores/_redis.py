@@ -278,9 +278,8 @@ class RedisStore:
         """A pub/sub connection subscribed to the release channel of lock ``name`` (the
         subscription confirmed), or ``None`` where pub/sub is not allowed (an ACL without
         channels): the waiter then polls."""
-        pubsub: Any = self._client.pubsub(  # type: ignore[no-untyped-call]
-            ignore_subscribe_messages=True
-        )
+        open_pubsub: Any = self._client.pubsub  # typed in some redis-py releases only
+        pubsub: Any = open_pubsub(ignore_subscribe_messages=True)
         try:
             pubsub.subscribe(name)
             pubsub.get_message(timeout=self.lock_poll_seconds)  # the confirmation
