@@ -7,6 +7,7 @@ the same). No permanent thread: each refresh gets one that ends with it.
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from typing import Callable
 
@@ -36,7 +37,11 @@ class AheadRunner(ForkSafe):
         if not self._busy.acquire(blocking=False):
             return
         if self.background:
-            worker = threading.Thread(target=self._run, args=(work,), name=THREAD_NAME)
+            # the caller's context goes along: a driver's sender (see _grants._wire) sends it
+            context = contextvars.copy_context()
+            worker = threading.Thread(
+                target=context.run, args=(self._run, work), name=THREAD_NAME
+            )
             worker.daemon = True  # interpreter exit waits for it, bounded (see _delivery)
             try:
                 worker.start()

@@ -133,6 +133,11 @@ class Outbox(ForkSafe):
             with self._cond:
                 self._queue.append(event)
 
+    def redelivery_due(self, now: float) -> bool:
+        """Whether an undelivered token's next retry is due (a lock-free look; the retry
+        itself checks again under the lock)."""
+        return self.undelivered is not None and now >= self._next_attempt_monotonic
+
     def redeliver(self, current: Token, now: float) -> None:
         """Queue the undelivered token again if it is still ``current`` and its retry is
         due, then flush. Cheap when there is nothing to do."""

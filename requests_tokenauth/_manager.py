@@ -153,6 +153,32 @@ class TokenManager(ForkSafe):
             return entry.token
         return self._get_slow(entry)
 
+    def token_nowait(self) -> Optional[Token]:
+        """The token to send now when that needs no waiting, else ``None``: the caller must
+        then call :meth:`get_token` where it may block (for asyncio, on another thread).
+
+        Fresh, or stale with refresh ahead in the background (started here, on its own
+        thread), or inside the skew while renewal keeps failing: the token. Expired,
+        missing, or stale with ``refresh_ahead="inline"``: ``None``. Never runs a callback
+        on the caller's thread (a due ``on_token`` retry goes to the refresh-ahead thread).
+        """
+        entry = self._entry
+        if entry is None:
+            return None
+        now = self._clock.monotonic()
+        if self._outbox.redelivery_due(now) and self._ahead.background:
+            self._ahead.start(lambda: self._outbox.redeliver(entry.token, self._clock.monotonic()))
+        if now < entry.deadlines.stale_monotonic:
+            return entry.token
+        if now < entry.deadlines.expired_monotonic:
+            if not self._ahead.background:
+                return None
+            self._refresh_ahead(entry, now)
+            return entry.token
+        if now < entry.deadlines.nominal_expiry_monotonic and not self._due(now):
+            return entry.token
+        return None
+
     def _get_slow(self, seen: Optional[Entry]) -> Token:
         now = self._clock.monotonic()
         if seen is not None and now < seen.deadlines.expired_monotonic:

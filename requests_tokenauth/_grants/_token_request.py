@@ -1,6 +1,7 @@
 """The requests a grant sends to the authorization server: client authentication (in the
 body, as an assertion, or in the ``Authorization`` header), the one token request (build,
-DPoP-nonce retry, compliance hooks, send through :class:`._transport.Transport`, parse with
+DPoP-nonce retry, compliance hooks, send as an :class:`._wire.OutgoingRequest` through
+:class:`._transport.Transport` (or the driver's sender), parse with
 :mod:`._response`) and the other client-authenticated forms (revocation, device
 authorization). :class:`TokenRequests` is the base of :class:`._base.Grant`, which owns the
 configuration these methods read."""
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import urllib.parse
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
 import requests
@@ -16,11 +18,12 @@ import requests
 from .._clock import Clock
 from .._errors import sent_secrets
 from .._token import Token
-from ._client_auth import ClientAssertion, ClientAuth, basic_credentials
+from ._client_auth import ClientAssertion, basic_credentials
 from ._compliance import ComplianceHooks
 from ._response import parse_token_response
 from ._transport import Transport
 from ._urls import direct_proxies
+from ._wire import OutgoingRequest
 
 if TYPE_CHECKING:
     from .._dpop import DPoPProofs
@@ -98,11 +101,20 @@ class TokenRequests:
             urllib.parse.urlencode(fields + self._client_fields()), clock, url
         )
         deadline_monotonic = clock.monotonic() + self.max_request_seconds
-        auth = ClientAuth(self._authorization())
-        proxies = direct_proxies(url, allow_insecure_http=self.allow_insecure_http)
-        return self._transport.post(
-            url, body, _FORM_HEADERS, auth, clock, deadline_monotonic, what, proxies=proxies
-        )
+        request = self._outgoing(url, _FORM_HEADERS, body, what)
+        return self._transport.send(request, clock, deadline_monotonic)
+
+    def _outgoing(
+        self, url: str, headers: Mapping[str, str], body: str, what: str
+    ) -> OutgoingRequest:
+        """The request as a value: the client's ``Authorization`` (HTTP Basic) among its
+        headers, and whether the loopback exemption keeps every proxy off it."""
+        sent = dict(headers)
+        authorization = self._authorization()
+        if authorization is not None:
+            sent["Authorization"] = authorization
+        direct = direct_proxies(url, allow_insecure_http=self.allow_insecure_http) is not None
+        return OutgoingRequest("POST", url, sent, body.encode("utf-8"), what, direct)
 
     def _authorization(self) -> Optional[str]:
         if self.auth_method == "client_secret_basic" and self._client_secret is not None:
@@ -130,16 +142,8 @@ class TokenRequests:
                 headers["DPoP"] = dpop.header("POST", url)
             sent_monotonic, sent_at = clock.monotonic(), clock.time()
             sent = self._with_assertion(body, clock, url)
-            response = self._transport.post(
-                url,
-                sent,
-                headers,
-                ClientAuth(self._authorization()),
-                clock,
-                deadline_monotonic,
-                "token request",
-                proxies=direct_proxies(url, allow_insecure_http=self.allow_insecure_http),
-            )
+            request = self._outgoing(url, headers, sent, "token request")
+            response = self._transport.send(request, clock, deadline_monotonic)
             if dpop is None or not dpop.is_nonce_challenge(response) or attempt == 2:
                 break
             log.debug("token endpoint asked for a DPoP nonce; retrying once with it")

@@ -23,7 +23,10 @@ from .._errors import (
     TokenEndpointError,
 )
 from .._options import Timeout
+from ._client_auth import ClientAuth
+from ._urls import direct_proxies
 from ._watchdog import private_session, watching
+from ._wire import Bounds, OutgoingRequest, current_sender
 
 #: A token request (every attempt, the whole answer read) gives up after this many seconds:
 #: the default connect and read timeouts added up, so a lease or a lock sized from it
@@ -91,34 +94,38 @@ class Transport:
             self._own = private_session()
         return self._own
 
-    def post(
-        self,
-        url: str,
-        body: str,
-        headers: Mapping[str, str],
-        auth: Any,
-        clock: Clock,
-        deadline_monotonic: float,
-        what: str,
-        proxies: Optional[dict[str, Any]] = None,
+    def send(
+        self, request: OutgoingRequest, clock: Clock, deadline_monotonic: float
     ) -> requests.Response:
-        """:func:`post_bounded` with this transport's session and bounds.
+        """Send ``request`` within this transport's bounds: with the sender a driver set
+        for this context (:func:`._wire.sending_with`), else over :meth:`session` with
+        :func:`post_bounded`.
 
         :raises TokenEndpointError: no complete answer (:class:`RequestDeadlineError`,
             :class:`ResponseTooLargeError` when a bound was hit).
         """
+        sender = current_sender()
+        if sender is not None:
+            timeout = self.timeout
+            steps = timeout if isinstance(timeout, tuple) else (timeout, timeout)
+            bounds = Bounds(steps, clock, deadline_monotonic, self.max_response_bytes)
+            return sender.send(request, bounds)
+        headers = dict(request.headers)
+        authorization = headers.pop("Authorization", None)
         return post_bounded(
             self.session(),
-            url,
-            body=body.encode("utf-8"),
+            request.url,
+            body=request.body,
             headers=headers,
-            auth=auth,
+            auth=ClientAuth(authorization),
             timeout=self.timeout,
             clock=clock,
             deadline_monotonic=deadline_monotonic,
             max_bytes=self.max_response_bytes,
-            what=what,
-            proxies=proxies,
+            what=request.what,
+            proxies=direct_proxies(request.url, allow_insecure_http=False)
+            if request.direct
+            else None,
         )
 
     def __getstate__(self) -> dict[str, Any]:
