@@ -21,6 +21,7 @@ from ._events import EventCallback
 from ._failures import AttemptSignal, Failure
 from ._forksafe import ForkSafe, rlock
 from ._grants import Grant
+from ._grants._wire import Sender, sending_by_default
 from ._options import (
     DEFAULT_LOCK_TIMEOUT_SECONDS,
     DEFAULT_MAX_WAIT_SECONDS,
@@ -71,7 +72,9 @@ class TokenManager(ForkSafe):
     time source (:class:`~requests_tokenauth.testing.FakeClock` in tests), ``random`` a
     source of floats in [0, 1) for jitter, ``lock_timeout_seconds`` how long a caller waits
     for another thread's token request and ``max_wait_seconds`` how long a caller with no
-    valid token waits for one while token requests fail (``0``: the error at once).
+    valid token waits for one while token requests fail (``0``: the error at once) and
+    ``sender`` what sends the token requests unless the caller's context names one (see
+    :mod:`._grants._wire`; default: the grant's own requests transport).
     """
 
     def __init__(
@@ -89,12 +92,14 @@ class TokenManager(ForkSafe):
         refresh_ahead: str = "background",
         lock_timeout_seconds: float = DEFAULT_LOCK_TIMEOUT_SECONDS,
         max_wait_seconds: float = DEFAULT_MAX_WAIT_SECONDS,
+        sender: Optional[Sender] = None,
     ) -> None:
         if not isinstance(grant, Grant):
             raise ConfigurationError(f"grant must be a Grant, not {type(grant).__name__}")
         if refresh_ahead not in REFRESH_AHEAD_MODES:
             raise ConfigurationError(f"refresh_ahead must be one of {REFRESH_AHEAD_MODES}")
         self.grant = grant
+        self._sender = sender
         self._clock = clock
         self._policy = policy
         self._random = random
@@ -318,6 +323,12 @@ class TokenManager(ForkSafe):
             self._entry = self._make_entry(token, cause)
             self._outbox.token(token, cause)  # queued under the lock: the order obtained
 
+        with sending_by_default(self._sender):
+            return self._fetch_reported(entry, cause, publish)
+
+    def _fetch_reported(
+        self, entry: Optional[Entry], cause: str, publish: Callable[[Token], None]
+    ) -> Token:
         return fetch_reported(
             self.grant,
             entry.token if entry is not None else None,
@@ -420,7 +431,8 @@ class TokenManager(ForkSafe):
     def _revoke(self, entry: Optional[Entry]) -> bool:
         try:
             if entry is not None:
-                revoke_token(self.grant, entry.token, self._clock)
+                with sending_by_default(self._sender):
+                    revoke_token(self.grant, entry.token, self._clock)
             return entry is not None
         finally:
             self._entry = None

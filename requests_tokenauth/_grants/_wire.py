@@ -137,3 +137,14 @@ def sending_with(sender: Optional[Sender]) -> Iterator[None]:
         yield
     finally:
         _sender.reset(reset)
+
+
+@contextlib.contextmanager
+def sending_by_default(sender: Optional[Sender]) -> Iterator[None]:
+    """:func:`sending_with` ``sender`` unless the context already names one (a driver that
+    owns a manager sets its default sender this way; a caller's choice wins)."""
+    if sender is None or _sender.get() is not None:
+        yield
+        return
+    with sending_with(sender):
+        yield
