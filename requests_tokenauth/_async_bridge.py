@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import contextvars
 import threading
 import time
@@ -215,9 +214,11 @@ class AsyncFlights(ForkSafe):
             except Exception as exc:
                 outcome = (False, exc)
             finally:
-                # the loop may have closed meanwhile: then nobody is left to tell
-                with contextlib.suppress(RuntimeError):
+                try:
                     loop.call_soon_threadsafe(self._land, loop, key, flight, outcome)
+                except RuntimeError:  # the loop closed meanwhile: nobody is left to tell
+                    # its flight would hold the loop (future._loop) in the table for good
+                    self._forget(loop, key, flight)
 
         context = contextvars.copy_context()
         worker = threading.Thread(target=context.run, args=(fly,), name=THREAD_NAME)
@@ -237,10 +238,7 @@ class AsyncFlights(ForkSafe):
     ) -> None:
         # on the loop's thread: the flight leaves the table before anyone hears its outcome,
         # so a task asking after that starts a new one
-        with self._lock:
-            flights = self._by_loop.get(loop)
-            if flights is not None and flights.get(key) is flight:
-                del flights[key]
+        self._forget(loop, key, flight)
         if flight.done():
             return
         succeeded, value = outcome
@@ -249,3 +247,11 @@ class AsyncFlights(ForkSafe):
         else:
             flight.set_exception(value)
             flight.exception()  # retrieved: every awaiter may have been cancelled
+
+    def _forget(
+        self, loop: asyncio.AbstractEventLoop, key: Hashable, flight: asyncio.Future[Any]
+    ) -> None:
+        with self._lock:
+            flights = self._by_loop.get(loop)
+            if flights is not None and flights.get(key) is flight:
+                del flights[key]
