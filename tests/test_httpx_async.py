@@ -192,7 +192,7 @@ def test_a_refresh_ahead_nobody_awaits(server: AuthServer, fake_clock: FakeClock
     log = TokenRequestLog()
     auth = make_auth(server, fake_clock, log)  # refresh_ahead="background"
 
-    async def main() -> tuple[Token, Token, list[httpx.Response], asyncio.AbstractEventLoop]:
+    async def main() -> tuple[Token, Token, list[httpx.Response]]:
         async with client_for(auth) as client:
             await client.get(server.resource_url)
             first = auth.token
@@ -210,13 +210,34 @@ def test_a_refresh_ahead_nobody_awaits(server: AuthServer, fake_clock: FakeClock
             new = auth.token
             assert new is not None and new is not first
             assert (await client.get(server.resource_url)).status_code == 200
-        return first, new, list(stale), asyncio.get_running_loop()
+        return first, new, list(stale)
 
-    first, new, stale, loop = asyncio.run(main())
+    first, new, stale = asyncio.run(main())
     assert [r.status_code for r in stale] == [200] * 8
     assert tokens_sent(server) == [first.authorization] * 9 + [new.authorization]
     assert server.token_requests == 2
-    agent, sent_on, thread = log.entries[1]  # the refresh ahead: this loop's AsyncClient
+
+
+def test_a_refresh_ahead_is_sent_by_the_async_client_on_the_loop_that_started_it(
+    server: AuthServer, fake_clock: FakeClock
+) -> None:
+    # the design of the spec (the refresh ahead inherits the loop's sender); the strict
+    # xfail below shows what it costs: whichever way the driver settles it, one of the
+    # two tests changes
+    log = TokenRequestLog()
+    auth = make_auth(server, fake_clock, log)
+
+    async def main() -> asyncio.AbstractEventLoop:
+        async with client_for(auth) as client:
+            await client.get(server.resource_url)
+            fake_clock.advance(STALE_AT)
+            await client.get(server.resource_url)
+            assert await in_thread(auth.wait_for_refresh, WAIT)
+        return asyncio.get_running_loop()
+
+    loop = asyncio.run(main())
+    assert server.token_requests == 2
+    agent, sent_on, thread = log.entries[1]
     assert agent.startswith("python-httpx/") and sent_on is loop
     assert thread is threading.main_thread()
 
