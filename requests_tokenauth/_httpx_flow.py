@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 import httpx
 
-from ._dpop import DPoPProofs
+from ._dpop import DPoPProofs, htu
 from ._errors import ConfigurationError, OriginNotAllowedError
 from ._manager import TokenManager
 from ._origins import (
@@ -55,13 +55,16 @@ def _no_json() -> Any:
 
 class Rejected:
     """A response that rejected the token a request carried: what :func:`after_unauthorized`
-    decided, and whether the token must be replaced (``False``: a DPoP nonce challenge,
-    only a fresh proof is needed)."""
+    decided, the request to send again (the last hop of a redirect chain, as requests
+    retries the hop that got the rejection), and whether the token must be replaced
+    (``False``: only a fresh DPoP proof is needed, after a nonce challenge or a redirect
+    that carried a proof made for another URL)."""
 
-    __slots__ = ("verdict", "replace")
+    __slots__ = ("verdict", "request", "replace")
 
-    def __init__(self, verdict: Rejection, replace: bool) -> None:
+    def __init__(self, verdict: Rejection, request: httpx.Request, replace: bool) -> None:
         self.verdict = verdict
+        self.request = request
         self.replace = replace
 
 
@@ -148,10 +151,10 @@ class HttpxFlow:
     def rejection(
         self, request: httpx.Request, response: httpx.Response, sent: Token
     ) -> Optional[Rejected]:
-        """What ``response`` (to ``request``, which carried ``sent``) does to the token:
-        ``None`` when nothing (return it as it is). ``response.request`` is the last hop
-        of a redirect chain; whether it carried ``sent`` is what counts (httpx drops
-        ``Authorization`` when a redirect leaves the origin)."""
+        """What ``response`` to ``request`` (which carried ``sent``) does to the token:
+        ``None`` when nothing (return it as it is). After redirects, ``response.request``
+        is the last hop: whether it carried ``sent`` is what counts (httpx drops
+        ``Authorization`` when a redirect leaves the origin), and it is what is retried."""
         status = response.status_code
         if status not in self.codes:
             return None
@@ -161,10 +164,10 @@ class HttpxFlow:
             www_authenticate=response.headers.get("WWW-Authenticate"),
             already_retried=False,
             sent_token=hop.headers.get("Authorization") == sent.authorization,
-            body_replayable=body_replayable(request),
+            body_replayable=body_replayable(hop),
             refresh_status_codes=self.codes,
         )
-        if verdict is Rejection.IGNORE:
+        if verdict is Rejection.IGNORE or not self.origin_scope.allows(str(hop.url)):
             return None
         dpop = self.dpop
         fresh_proof_only = (
@@ -173,24 +176,22 @@ class HttpxFlow:
             and (
                 dpop.nonce_challenged(status, str(response.url), response.headers, _no_json)
                 or "DPoP" not in hop.headers
+                # httpx copies the proof to a same-origin redirect: it names the first URL
+                or (hop is not request and htu(str(hop.url)) != htu(str(request.url)))
             )
         )
-        return Rejected(verdict, replace=not fresh_proof_only)
+        return Rejected(verdict, hop, replace=not fresh_proof_only)
 
     def prepare_retry(
-        self,
-        rejected: Rejected,
-        request: httpx.Request,
-        response: httpx.Response,
-        sent: Token,
-        new: Optional[Token],
+        self, rejected: Rejected, response: httpx.Response, new: Optional[Token]
     ) -> bool:
-        """After the token was replaced by ``new`` (``None``: no retry), make ``request``
-        ready to be sent once more (the new token, a fresh proof, the cookies the
-        rejection set) and say whether to send it. A body that cannot be sent again is
-        not: logged, and an ``unauthorized_not_retried`` event (the next request carries
-        the new token). The caller reports the retry (:meth:`TokenManager.notify_retry`)
-        when the token changed."""
+        """After the token was replaced by ``new`` (``None``: no retry), make
+        ``rejected.request`` ready to be sent once more (the new token, a fresh proof, the
+        cookies the rejection set) and say whether to send it. A body that cannot be sent
+        again is not: logged, and an ``unauthorized_not_retried`` event (the next request
+        carries the new token). The caller reports the retry
+        (:meth:`TokenManager.notify_retry`) when the token changed."""
+        request = rejected.request
         if rejected.verdict is Rejection.REPLACE:
             o = origin_of(str(request.url))
             log.info(

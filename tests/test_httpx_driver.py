@@ -395,6 +395,32 @@ def test_a_resource_nonce_challenge_is_one_retry_with_the_same_token(
     assert auth_server.token_requests == 0 and auth_server.resource_requests == 2
 
 
+@pytest.mark.parametrize("flow", FLOWS)
+def test_a_same_origin_redirect_gets_a_fresh_proof_for_its_url(
+    auth_server: AuthServer, fake_clock: FakeClock, key: Any, flow: str
+) -> None:
+    auth = auth_for(auth_server, fake_clock, dpop=key)
+    assert get(flow, auth, auth_server.resource_url).status_code == 200
+    auth_server.reset_counters()
+    target = auth_server.resource_url + "/next"
+    response = get(
+        flow,
+        auth,
+        auth_server.url + "/redirect",
+        params={"to": target},
+        client={"follow_redirects": True},
+    )
+    assert response.status_code == 200
+    # httpx forwards the first proof; the hop it names the wrong URL for is sent again
+    # (that hop, not the whole chain) with a fresh proof and the same token
+    [rejected] = response.history
+    assert rejected.status_code == 401
+    assert rejected.request.url == target and response.request.url == target
+    assert decode(response.request.headers["DPoP"])["htu"] == target
+    assert auth_server.dpop.rejections == {"htu": 1}
+    assert auth_server.token_requests == 0
+
+
 # -- bodies httpx streams once ----------------------------------------------------------------
 
 
