@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import httpx
 
@@ -183,15 +183,20 @@ class HttpxFlow:
         return Rejected(verdict, hop, replace=not fresh_proof_only)
 
     def prepare_retry(
-        self, rejected: Rejected, response: httpx.Response, new: Optional[Token]
-    ) -> bool:
-        """After the token was replaced by ``new`` (``None``: no retry), make
+        self, rejected: Rejected, response: httpx.Response, sent: Token, new: Optional[Token]
+    ) -> tuple[bool, Optional[Callable[[], None]]]:
+        """After ``sent`` was replaced by ``new`` (``None``: no retry), make
         ``rejected.request`` ready to be sent once more (the new token, a fresh proof, the
-        cookies the rejection set) and say whether to send it. A body that cannot be sent
-        again is not: logged, and an ``unauthorized_not_retried`` event (the next request
-        carries the new token). The caller reports the retry
-        (:meth:`TokenManager.notify_retry`) when the token changed."""
+        cookies the rejection set).
+
+        :returns: whether to send it, and what to report to the manager (which may run
+            ``on_event`` and a due ``on_token``: the async flow runs it off the loop). A
+            body that cannot be sent again is not: logged, and an
+            ``unauthorized_not_retried`` event (the next request carries the new token); a
+            retry with a new token is an ``unauthorized_retry`` event.
+        """
         request = rejected.request
+        manager = self.manager
         if rejected.verdict is Rejection.REPLACE:
             o = origin_of(str(request.url))
             log.info(
@@ -202,13 +207,14 @@ class HttpxFlow:
                 response.status_code,
                 type(request.stream).__name__,
             )
-            self.manager.notify_not_retried("body_not_replayable", new)
-            return False
+            return False, lambda: manager.notify_not_retried("body_not_replayable", new)
         if new is None:
-            return False
+            return False, None
         _add_cookies_set_by(response, request)
         self.stamp(request, new)
-        return True
+        if new is sent:
+            return True, None
+        return True, lambda: manager.notify_retry(new)
 
 
 def _add_cookies_set_by(response: httpx.Response, request: httpx.Request) -> None:

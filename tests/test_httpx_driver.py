@@ -488,6 +488,28 @@ def test_a_streamed_body_is_not_sent_again_but_the_token_is_replaced(
     assert auth_server.token_requests == 1
 
 
+def test_the_async_flow_runs_no_callback_on_the_loop(
+    auth_server: AuthServer, fake_clock: FakeClock
+) -> None:
+    threads: list[tuple[str, str]] = []
+
+    def record(name: str) -> Callable[..., None]:
+        return lambda *args, **kwargs: threads.append((name, threading.current_thread().name))
+
+    auth = auth_for(
+        auth_server, fake_clock, on_event=lambda e: record(e.kind)(), on_token=record("on_token")
+    )
+    assert get("async", auth, auth_server.resource_url).status_code == 200
+    auth_server.revoke_all()
+    response = get("async", auth, auth_server.resource_url)  # a retry with a new token
+    assert response.status_code == 200 and auth_server.token_requests == 2
+    assert auth.wait_for_refresh(10)
+    kinds = [kind for kind, _ in threads]
+    assert kinds.count("on_token") == 2 and "unauthorized_retry" in kinds
+    loop_thread = threading.current_thread().name  # asyncio.run runs the loop here
+    assert [t for _, t in threads if t == loop_thread] == []
+
+
 # -- cookies a rejection sets -----------------------------------------------------------------
 
 
