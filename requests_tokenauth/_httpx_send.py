@@ -360,6 +360,12 @@ class AsyncHttpxSending:
             if owned:  # the caller's transport is the caller's to close
                 await client.aclose()
 
+    def __getstate__(self) -> dict[str, Any]:
+        return {"client_options": self.client_options}  # SSL contexts do not pickle
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["client_options"])  # type: ignore[misc]
+
     def __repr__(self) -> str:
         return "AsyncHttpxSending()"
 

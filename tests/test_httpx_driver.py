@@ -328,6 +328,17 @@ def test_the_sync_sender_pickles_without_clients_and_a_forked_child_drops_them(
     assert sender._clients  # the parent keeps its own
 
 
+def test_an_unpickled_auth_works_in_both_flows(auth_server: AuthServer) -> None:
+    # the system clock: a FakeClock does not pickle
+    auth = TokenAuth(grant_for(auth_server), token_client_options={"timeout": 3.0})
+    assert get("async", auth, auth_server.resource_url).status_code == 200  # SSL contexts made
+    copy = pickle.loads(pickle.dumps(auth))
+    assert copy.token is None  # a pickle carries no token
+    for flow in FLOWS:
+        assert get(flow, copy, auth_server.resource_url).status_code == 200
+    assert auth_server.token_requests == 2
+
+
 # -- DPoP on httpx requests -------------------------------------------------------------------
 
 
