@@ -13,7 +13,7 @@ import pickle
 import signal
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from typing import Any
 
 import pytest
@@ -388,6 +388,33 @@ def test_a_closed_loop_is_a_transient_error() -> None:
     with pytest.raises(TokenEndpointError, match="event loop closed") as caught:
         LoopSender(loop, _never_called).send(request(), bounds(FakeClock()))
     assert type(caught.value) is TokenEndpointError
+
+
+def test_a_loop_not_running_yet_sends_once_it_starts() -> None:
+    loop, scheduled = asyncio.new_event_loop(), threading.Event()
+
+    async def sending(req: OutgoingRequest) -> requests.Response:
+        return answer(200, {}, b"{}", req.url)
+
+    def send_async(req: OutgoingRequest, b: Bounds) -> Awaitable[requests.Response]:
+        scheduled.set()  # the sender is past its checks and hands this to the loop
+        return sending(req)
+
+    outcome: list[Any] = []
+    worker = threading.Thread(
+        target=lambda: outcome.append(
+            LoopSender(loop, send_async).send(request(), bounds(FakeClock()))
+        )
+    )
+    worker.start()
+    assert scheduled.wait(WAIT)
+    runner = threading.Thread(target=loop.run_forever, daemon=True)
+    runner.start()  # as an application starting its loop on another thread
+    worker.join(WAIT)
+    loop.call_soon_threadsafe(loop.stop)
+    runner.join(WAIT)
+    loop.close()
+    assert [r.status_code for r in outcome] == [200]
 
 
 def test_a_loop_that_stops_mid_send_is_a_transient_error(
