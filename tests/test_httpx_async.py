@@ -9,7 +9,9 @@ events; every wait has a timeout (a blocked loop fails a test, it never slows on
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
+import weakref
 from collections.abc import Coroutine
 from typing import Any, Callable, Optional, TypeVar
 
@@ -17,6 +19,7 @@ import httpx
 import pytest
 
 from requests_tokenauth import ClientCredentials, RefreshToken, Token, TokenEndpointError
+from requests_tokenauth._async_bridge import THREAD_NAME
 from requests_tokenauth.httpx import TokenAuth
 from requests_tokenauth.testing import AuthServer, FakeClock
 
@@ -406,6 +409,24 @@ def test_32_tasks_on_a_token_the_resource_rejects_make_one_token_request(
     assert len(sent) == 64  # each task: the rejected token, then the new one
     assert sent.count(first.authorization) == sent.count(new.authorization) == 32
     assert len(log.entries) == 2 and all(a.startswith("python-httpx/") for a, _, _ in log.entries)
+
+
+def test_a_tokenauth_keeps_no_event_loop_alive(server: AuthServer, fake_clock: FakeClock) -> None:
+    grant = ClientCredentials(server.token_url, client_id="svc", client_secret="svc-secret")
+    auth = TokenAuth(grant, clock=fake_clock, policy=EXACT)  # no request log: it keeps loops
+    loop_refs: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
+    async def main() -> int:
+        loop_refs.append(weakref.ref(asyncio.get_running_loop()))
+        async with client_for(auth) as client:
+            return (await client.get(server.resource_url)).status_code
+
+    assert asyncio.run(main()) == 200  # a flight for the token, a sender for the loop
+    for worker in [t for t in threading.enumerate() if t.name == THREAD_NAME]:
+        worker.join(WAIT)  # its last step hands the outcome to the loop
+    gc.collect()
+    assert loop_refs[0]() is None
+    assert asyncio.run(main()) == 200 and server.token_requests == 1  # the auth still works
 
 
 @pytest.mark.xfail(
