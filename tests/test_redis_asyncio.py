@@ -45,13 +45,15 @@ def server(auth_server: AuthServer) -> AuthServer:
 
 def made_on_a_closed_loop(url: str, **settings: Any) -> Any:
     """A ``redis.asyncio`` client made (and, unless ``ping=False``, used once) inside an
-    ``asyncio.run`` whose loop is closed when this returns, as an app's startup might."""
+    ``asyncio.run`` whose loop is closed when this returns, as an app's startup might. Its
+    pooled connection is closed before the loop is (nothing could close it afterwards)."""
     ping = settings.pop("ping", True)
 
     async def make() -> Any:
         client = redis_asyncio.from_url(url, **settings)
         if ping:
             assert await client.ping()
+            await client.connection_pool.disconnect()
         return client
 
     return asyncio.run(make())
@@ -225,6 +227,59 @@ def test_tls_and_unix_socket_clients_get_the_sync_twin_of_their_connection_class
     unix = sync_twin(redis_asyncio.from_url("unix:///run/redis.sock?db=3"))
     assert unix.connection_pool.connection_class is redis.connection.UnixDomainSocketConnection
     assert unix.connection_pool.connection_kwargs["path"] == "/run/redis.sock"
+    blocking = redis_asyncio.Redis(
+        connection_pool=redis_asyncio.BlockingConnectionPool.from_url("redis://cache/1")
+    )
+    assert sync_twin(blocking).connection_pool.connection_kwargs["db"] == 1
+
+
+@pytest.fixture
+def unix_socket_redis(tmp_path: Any) -> Iterator[str]:
+    """A ``redis-server`` of this test's own listening only on a unix socket; its path."""
+    import subprocess
+
+    from requests_tokenauth.testing import redis_server_binary
+
+    binary = redis_server_binary()
+    if binary is None:
+        pytest.skip("needs redis-server on PATH")
+    path = str(tmp_path / "redis.sock")
+    process = subprocess.Popen(  # our own argv, a binary found on PATH
+        [binary, "--port", "0", "--unixsocket", path, "--save", "", "--appendonly", "no",
+         "--dir", str(tmp_path), "--logfile", ""],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        probe = redis.Redis(unix_socket_path=path, socket_timeout=1)
+        assert _wait_until(lambda: _answers(probe)), "redis-server did not start"
+        probe.close()
+        yield path
+    finally:
+        process.terminate()
+        process.wait(WAIT)
+
+
+def _answers(client: Any) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.exceptions.ConnectionError:
+        return False
+
+
+@pytest.mark.redis
+def test_a_unix_socket_client_s_store_uses_that_socket(unix_socket_redis: str) -> None:
+    client = made_on_a_closed_loop(f"unix://{unix_socket_redis}?db=2")
+    store = RedisStore(client)
+    store.save("k", TOKEN)
+    assert store.load("k") == TOKEN
+    with store.lock("k"):
+        pass
+    direct = redis.Redis(unix_socket_path=unix_socket_redis, db=2)
+    try:
+        assert direct.get(store.redis_key("k")) is not None
+    finally:
+        direct.close()
 
 
 # -- a password appears nowhere ---------------------------------------------------------------
