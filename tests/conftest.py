@@ -12,8 +12,11 @@ from requests_tokenauth._testserver._state import known_secrets
 
 pytest_plugins = ["requests_tokenauth.pytest_plugin"]
 
-#: Secrets the tests themselves pass to grants (the servers' own are tracked by the server).
-TEST_SECRETS = frozenset({"svc-secret", "app-secret", "wonderland", "s3cr3t"})
+#: The password of the Redis user the redis.asyncio store tests create.
+REDIS_PASSWORD = "r3dis-pa55-for-tests"
+#: Secrets the tests themselves pass to grants and stores (the servers' own are tracked by
+#: the server).
+TEST_SECRETS = frozenset({"svc-secret", "app-secret", "wonderland", "s3cr3t", REDIS_PASSWORD})
 
 
 @pytest.fixture(autouse=True)

@@ -10,14 +10,16 @@ import random as _random
 import threading
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union, cast
 
 from .._clock import SYSTEM_CLOCK, Clock
 from .._errors import ConfigurationError, TokenStoreError
 from ._crypto import EncryptionKey, RefreshTokenCipher, decode, encode
+from ._redis_asyncio import is_asyncio_client, sync_twin
 
 if TYPE_CHECKING:
     import redis
+    import redis.asyncio
 
 log = logging.getLogger("requests_tokenauth")
 
@@ -58,11 +60,22 @@ class RedisStore:
     tokens one of them would get ``invalid_grant``). If the holder dies, even by ``SIGKILL``
     or with its host, nobody extends it and Redis drops the lock within one lease.
 
+    Given a ``redis.asyncio.Redis`` client (what an asyncio application already has), the
+    store makes, once, a sync ``redis.Redis`` with the same connection settings (host and
+    port, TLS or unix socket, database, credentials, timeouts, retry) and a small pool of
+    its own, and sends everything through that. Its commands run where tokens are renewed:
+    the async httpx driver renews on a short-lived worker thread, so they never block an
+    event loop; and the asyncio client's connections, which belong to the loop that opened
+    them, are never touched, so the store works from several loops and threads and after
+    that loop has closed. Cluster and Sentinel asyncio clients, and settings with no sync
+    equivalent, are refused.
+
     Thread-safe (redis-py clients are). Not picklable: make the store in each process.
     Any Redis failure becomes a :class:`~requests_tokenauth.TokenStoreError` that names
-    the operation and the key, never a token.
+    the operation and the key, never a token or a password.
 
-    :param client: a ``redis.Redis`` client (``decode_responses`` either way).
+    :param client: a ``redis.Redis`` client, or a ``redis.asyncio.Redis`` one (its
+        settings are copied, as said above); ``decode_responses`` either way.
     :param key_prefix: put in front of every key, to keep applications apart in one Redis.
     :param lock_timeout_seconds: how long :meth:`lock` waits for the lock.
     :param lock_lease_seconds: how long the lock outlives a holder that stopped extending
@@ -73,13 +86,13 @@ class RedisStore:
     :param encryption_key: a Fernet key (or a list, the first one encrypting) to encrypt
         refresh tokens at rest; needs the ``encryption`` extra.
     :param clock: where the TTL's "now" is read (wall clock).
-    :raises ConfigurationError: redis-py is missing, a duration is not positive, or a bad
-        ``encryption_key``.
+    :raises ConfigurationError: redis-py is missing, a duration is not positive, a bad
+        ``encryption_key``, or an asyncio client whose settings cannot be copied.
     """
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: Union[redis.Redis, redis.asyncio.Redis],
         *,
         key_prefix: str = "",
         lock_timeout_seconds: float = DEFAULT_REDIS_LOCK_TIMEOUT_SECONDS,
@@ -99,7 +112,10 @@ class RedisStore:
             raise ConfigurationError("lock timeout, lease and poll must be positive durations")
         if refresh_ttl_seconds is not None and refresh_ttl_seconds <= 0:
             raise ConfigurationError("refresh_ttl_seconds must be positive, or None")
-        self._client = client
+        # never the asyncio client itself: its connections belong to one event loop
+        self._client = (
+            sync_twin(client) if is_asyncio_client(client) else cast("redis.Redis", client)
+        )
         self._errors: tuple[type[BaseException], ...] = (redis.exceptions.RedisError,)
         self._lock_errors: tuple[type[BaseException], ...] = (redis.exceptions.LockError,)
         self.key_prefix = key_prefix
