@@ -77,6 +77,10 @@ class LoopSender:
     def __repr__(self) -> str:
         return f"LoopSender({self._loop_ref()!r})"
 
+    def sends_on(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Whether this sender sends on ``loop``."""
+        return self._loop_ref() is loop
+
     def send(self, request: OutgoingRequest, bounds: Bounds) -> requests.Response:
         """Send ``request`` on the loop and wait for its whole answer within ``bounds``.
 

@@ -9,8 +9,6 @@ Needs the ``httpx`` extra: ``pip install requests-tokenauth[httpx]``.
 from __future__ import annotations
 
 import asyncio
-import threading
-import weakref
 from collections.abc import AsyncGenerator, Generator, Iterable, Mapping
 from typing import Any, Callable, Optional
 
@@ -31,6 +29,7 @@ from ._grants import Grant
 from ._grants._wire import sending_with
 from ._httpx_flow import HttpxFlow, refuse_requests_only
 from ._httpx_send import AsyncHttpxSending, HttpxSender
+from ._io_loop import IO_LOOP
 from ._manager import DEFAULT_LOCK_TIMEOUT_SECONDS, DEFAULT_MAX_WAIT_SECONDS, TokenManager
 from ._on_token import token_callback
 from ._options import RefreshAhead
@@ -54,9 +53,14 @@ class TokenAuth(httpx.Auth):
     between event loops (each in its own thread) and between sync and async clients.
 
     Token requests go out with a private :class:`httpx.Client` (sync) or, from an async
-    client, a private :class:`httpx.AsyncClient` on the caller's event loop; a request a
-    task waits for runs on a short-lived ``tokenauth-async`` thread, so the loop never
-    blocks. Under trio (no asyncio loop) the async flow raises :class:`ConfigurationError`.
+    client, a private :class:`httpx.AsyncClient` on the library's own event loop (the
+    daemon thread ``tokenauth-io``), so that a token request outlives the caller's loop:
+    ``asyncio.run`` cancels its loop's tasks when it returns, and a refresh cancelled after
+    the server rotated the refresh token would lose the new one. The renewal a task waits
+    for (the manager's lock, a store, the outage wait) runs on a short-lived
+    ``tokenauth-async`` thread while every waiting task awaits it, so the caller's loop
+    never blocks. Under trio (no asyncio loop) the async flow raises
+    :class:`ConfigurationError`.
 
     A request whose body is streamed (a generator, a file) is not sent again after a
     rejection: the token is replaced for the next request, and the rejection is returned.
@@ -134,9 +138,7 @@ class TokenAuth(httpx.Auth):
             self.manager, self.origin_scope, strict_origins, proofs, self.refresh_status_codes
         )
         self._flights = AsyncFlights()
-        self._loop_senders: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopSender]
-        self._loop_senders = weakref.WeakKeyDictionary()
-        self._lock = threading.Lock()
+        self._io_sender: Optional[LoopSender] = None
 
     # -- the flows -------------------------------------------------------------------------
 
@@ -194,25 +196,23 @@ class TokenAuth(httpx.Auth):
         flow.saw(response)
 
     def _loop_sender(self) -> LoopSender:
-        """The sender of token requests for the running loop (one per loop, kept as long
-        as the loop lives).
+        """The sender of token requests made for async callers: an ``httpx.AsyncClient`` on
+        the library's own loop (:mod:`._io_loop`), where a token request outlives the
+        caller's loop (``asyncio.run`` cancels its tasks when it returns).
 
         :raises ConfigurationError: no asyncio loop is running (trio, say).
         """
         try:
-            loop = asyncio.get_running_loop()
+            asyncio.get_running_loop()
         except RuntimeError:
             raise ConfigurationError(
                 "requests_tokenauth.httpx.TokenAuth runs its async flow on asyncio; no "
                 "asyncio event loop is running (trio is not supported)"
             ) from None
-        sender = self._loop_senders.get(loop)
-        if sender is None:
-            with self._lock:
-                sender = self._loop_senders.get(loop)
-                if sender is None:
-                    sender = LoopSender(loop, self._async_sending.send)
-                    self._loop_senders[loop] = sender
+        loop = IO_LOOP.loop()
+        sender = self._io_sender
+        if sender is None or not sender.sends_on(loop):  # first use, or a forked child
+            sender = self._io_sender = LoopSender(loop, self._async_sending.send)
         return sender
 
     async def _token(self, sender: LoopSender) -> Token:
@@ -271,15 +271,14 @@ class TokenAuth(httpx.Auth):
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        for name in ("_loop_senders", "_lock", "_flights"):
+        for name in ("_io_sender", "_flights"):
             del state[name]
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._flights = AsyncFlights()
-        self._loop_senders = weakref.WeakKeyDictionary()
-        self._lock = threading.Lock()
+        self._io_sender = None
 
     def __repr__(self) -> str:
         return f"TokenAuth({self.manager.grant!r})"

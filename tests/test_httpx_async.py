@@ -1,7 +1,8 @@
 """requests_tokenauth.httpx.TokenAuth with httpx.AsyncClient against the real loopback
-server: one token request for 64 tasks, sent by an AsyncClient on the caller's loop; a loop
+server: one token request for 64 tasks, sent by an AsyncClient on the library's own loop; a loop
 that keeps running while a token request is held or an outage is waited out; a refresh ahead
-nobody awaits; cancellation; one TokenAuth shared by two loops in two threads.
+nobody awaits, which outlives the asyncio.run that started it; cancellation; one TokenAuth
+shared by two loops in two threads.
 
 Plain pytest tests around ``asyncio.run``. Deterministic: the server's gate, a FakeClock,
 events; every wait has a timeout (a blocked loop fails a test, it never slows one down)."""
@@ -20,6 +21,8 @@ import pytest
 
 from requests_tokenauth import ClientCredentials, RefreshToken, Token, TokenEndpointError
 from requests_tokenauth._async_bridge import THREAD_NAME
+from requests_tokenauth._io_loop import IO_LOOP
+from requests_tokenauth._io_loop import THREAD_NAME as IO_THREAD_NAME
 from requests_tokenauth.httpx import TokenAuth
 from requests_tokenauth.testing import AuthServer, FakeClock
 
@@ -165,7 +168,9 @@ def test_64_tasks_on_an_expired_token_make_one_token_request_sent_by_the_async_c
     assert len(log.entries) == 2
     for agent, sent_on, thread in log.entries:
         assert agent.startswith("python-httpx/")
-        assert sent_on is loop and thread is threading.main_thread()  # asyncio.run's loop
+        # the library's loop, not asyncio.run's: a token request outlives the caller's loop
+        assert sent_on is IO_LOOP.loop() and sent_on is not loop
+        assert thread.name == IO_THREAD_NAME
 
 
 def test_the_loop_keeps_running_while_the_token_request_is_held(
@@ -188,7 +193,7 @@ def test_the_loop_keeps_running_while_the_token_request_is_held(
     assert ticks_while_held == TICKS
     assert still_waiting
     assert response.status_code == 200 and server.token_requests == 1
-    assert [entry[2] for entry in log.entries] == [threading.main_thread()]
+    assert [entry[2].name for entry in log.entries] == [IO_THREAD_NAME]
 
 
 def test_a_refresh_ahead_nobody_awaits(server: AuthServer, fake_clock: FakeClock) -> None:
@@ -221,12 +226,9 @@ def test_a_refresh_ahead_nobody_awaits(server: AuthServer, fake_clock: FakeClock
     assert server.token_requests == 2
 
 
-def test_a_refresh_ahead_is_sent_by_the_async_client_on_the_loop_that_started_it(
+def test_a_refresh_ahead_is_sent_by_the_async_client_on_the_librarys_loop(
     server: AuthServer, fake_clock: FakeClock
 ) -> None:
-    # the design of the spec (the refresh ahead inherits the loop's sender); the strict
-    # xfail below shows what it costs: whichever way the driver settles it, one of the
-    # two tests changes
     log = TokenRequestLog()
     auth = make_auth(server, fake_clock, log)
 
@@ -241,8 +243,8 @@ def test_a_refresh_ahead_is_sent_by_the_async_client_on_the_loop_that_started_it
     loop = asyncio.run(main())
     assert server.token_requests == 2
     agent, sent_on, thread = log.entries[1]
-    assert agent.startswith("python-httpx/") and sent_on is loop
-    assert thread is threading.main_thread()
+    assert agent.startswith("python-httpx/") and sent_on is IO_LOOP.loop()
+    assert sent_on is not loop and thread.name == IO_THREAD_NAME
 
 
 def test_a_cancelled_caller_does_not_cancel_the_token_request_the_others_get_the_token(
@@ -326,7 +328,8 @@ def test_one_auth_on_two_loops_in_two_threads_makes_one_token_request(
     assert server.token_requests == 1
     a, b = outcomes["a"], outcomes["b"]
     assert a[:2] == b[:2] == (200, token.authorization)
-    assert len(log.entries) == 1 and log.entries[0][1] in (a[2], b[2])
+    assert len(log.entries) == 1 and log.entries[0][1] is IO_LOOP.loop()
+    assert IO_LOOP.loop() not in (a[2], b[2])
 
 
 def test_an_outage_is_waited_out_without_blocking_the_loop(
@@ -429,11 +432,6 @@ def test_a_tokenauth_keeps_no_event_loop_alive(server: AuthServer, fake_clock: F
     assert asyncio.run(main()) == 200 and server.token_requests == 1  # the auth still works
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="driver: a refresh ahead sends on the loop that started it, and asyncio.run "
-    "cancels it when it returns; the rotated refresh token is lost (report to httpx-driver)",
-)
 def test_a_refresh_ahead_outlives_the_asyncio_run_that_started_it(
     server: AuthServer, fake_clock: FakeClock
 ) -> None:
