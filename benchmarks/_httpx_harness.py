@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional, TypeVar
 
 import httpx
 
-from ._harness import JOIN_GRACE_SECONDS, Table, run_threads
+from ._harness import JOIN_GRACE_SECONDS, Params, Table, run_threads
 from ._httpx_libraries import Builder, HttpxClient, HttpxLibrary
 from ._libraries import insecure_loopback
 
@@ -210,7 +210,7 @@ def per_httpx_library(
     only: Optional[Callable[[HttpxLibrary], bool]] = None,
 ) -> Table:
     """A row per library: ``run(lib)``'s columns, or why it was skipped (``n/a: reason``
-    from ``not_applicable``; ``only`` false: left out of this run)."""
+    from ``not_applicable``; ``only`` false: left out of this run, see :func:`only_ours`)."""
     for lib in libraries:
         row: dict[str, Any] = {"library": lib.name}
         reason = not_applicable(lib)
@@ -219,7 +219,7 @@ def per_httpx_library(
         elif reason is not None:
             row["skipped"] = f"n/a: {reason}"
         elif only is not None and not only(lib):
-            row["skipped"] = "only ours in this run"
+            row["skipped"] = "left out of the quick run"
         else:
             with insecure_loopback():
                 try:
@@ -228,3 +228,12 @@ def per_httpx_library(
                     row["skipped"] = f"failed to run: {type(exc).__name__}"
         table.rows.append(row)
     return table
+
+
+def only_ours(p: Params, *, sync: bool = True) -> Optional[Callable[[HttpxLibrary], bool]]:
+    """Who runs a scenario: everyone, or in the quick run (``httpx_everyone`` false) only
+    ours, and only its ``AsyncClient`` flavour unless ``sync`` (the sync flavour's waits
+    are the manager's, which the requests scenarios already measure)."""
+    if p.httpx_everyone:
+        return None
+    return lambda lib: lib.name.startswith("requests-tokenauth") and (sync or lib.asynchronous)

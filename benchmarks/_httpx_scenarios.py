@@ -19,7 +19,7 @@ from contextlib import ExitStack
 from typing import Any, Callable, Optional
 
 from ._harness import Params, Table, failed, seeded_token, summary
-from ._httpx_harness import Driver, driving, per_httpx_library
+from ._httpx_harness import Driver, driving, only_ours, per_httpx_library
 from ._httpx_libraries import BARE_ASYNC, BARE_SYNC, HTTPX_LIBRARIES, HttpxLibrary
 from ._httpx_timed import httpx_latency, httpx_outage
 from ._libraries import insecure_loopback, margin_seconds
@@ -28,10 +28,6 @@ from ._servers import TimedAuthServer, password_token, server_process
 
 #: Workers (threads, or tasks) of the throughput scenario.
 THROUGHPUT_WORKERS = 8
-
-
-def _is_ours(lib: HttpxLibrary) -> bool:
-    return lib.name.startswith("requests-tokenauth")
 
 
 def httpx_overhead(libraries: Sequence[HttpxLibrary], p: Params) -> Table:
@@ -130,7 +126,7 @@ def httpx_stampede(libraries: Sequence[HttpxLibrary], p: Params) -> Table:
                 "outcomes": summary(results),
             }
 
-    return per_httpx_library(libraries, table, run)
+    return per_httpx_library(libraries, table, run, only=only_ours(p))
 
 
 def httpx_rotation(libraries: Sequence[HttpxLibrary], p: Params) -> Table:
@@ -172,7 +168,7 @@ def httpx_rotation(libraries: Sequence[HttpxLibrary], p: Params) -> Table:
             return None
         return "no refresh-token support"
 
-    only = None if p.httpx_everyone else _is_ours
+    only = only_ours(p, sync=False)
     return per_httpx_library(libraries, table, run, not_applicable=not_applicable, only=only)
 
 

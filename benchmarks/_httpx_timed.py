@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._harness import WAITED_MS, Params, Table, seeded_token
-from ._httpx_harness import driving, per_httpx_library
+from ._httpx_harness import driving, only_ours, per_httpx_library
 from ._httpx_libraries import HttpxLibrary
 from ._latency import LATENCY_COLUMNS, latency_row
 from ._libraries import margin_seconds
@@ -19,10 +19,6 @@ from ._outage import _COLUMNS as OUTAGE_COLUMNS
 from ._outage import OUTAGE_PACE_SECONDS
 from ._outage import _row as outage_row
 from ._servers import TimedAuthServer
-
-
-def _is_ours(lib: HttpxLibrary) -> bool:
-    return lib.name.startswith("requests-tokenauth")
 
 
 def httpx_outage(libraries: Sequence[HttpxLibrary], p: Params) -> Table:
@@ -70,8 +66,7 @@ def httpx_outage(libraries: Sequence[HttpxLibrary], p: Params) -> Table:
             arrivals = [a for a in server.token_arrivals if down_at <= a < recovered_at]
         return outage_row(calls, arrivals, down_at, expiry, recovered_at, window)
 
-    only = None if p.httpx_everyone else _is_ours
-    return per_httpx_library(libraries, table, run, only=only)
+    return per_httpx_library(libraries, table, run, only=only_ours(p, sync=False))
 
 
 def httpx_latency(libraries: Sequence[HttpxLibrary], p: Params) -> Table:
@@ -107,5 +102,4 @@ def httpx_latency(libraries: Sequence[HttpxLibrary], p: Params) -> Table:
             arrivals = server.token_arrivals[arrivals_before:]
             return latency_row(samples, seeded_at + life, arrivals, life, p, server.token_requests)
 
-    only = None if p.httpx_everyone else _is_ours
-    return per_httpx_library(libraries, table, run, only=only)
+    return per_httpx_library(libraries, table, run, only=only_ours(p, sync=False))
