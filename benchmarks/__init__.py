@@ -5,7 +5,7 @@ Run (the anchors are the ``bench`` extra; a library that is not installed is rep
 skipped)::
 
     python3 -m pip install '.[bench]'
-    python3 -m benchmarks            # about 6 minutes on 2 cores
+    python3 -m benchmarks            # about 11 minutes on 2 cores (5 of them httpx)
     python3 -m benchmarks --quick    # one repetition, small counts (the test suite runs this)
 
 Results go to ``benchmarks/results/latest.md`` and ``latest.json`` (``--out DIR`` to write
