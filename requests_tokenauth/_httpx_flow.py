@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import httpx
 
-from ._dpop import DPoPProofs
+from ._dpop import DPoPProofs, htu
 from ._errors import ConfigurationError, OriginNotAllowedError
 from ._manager import TokenManager
 from ._origins import (
@@ -55,13 +55,16 @@ def _no_json() -> Any:
 
 class Rejected:
     """A response that rejected the token a request carried: what :func:`after_unauthorized`
-    decided, and whether the token must be replaced (``False``: a DPoP nonce challenge,
-    only a fresh proof is needed)."""
+    decided, the request to send again (the last hop of a redirect chain, as requests
+    retries the hop that got the rejection), and whether the token must be replaced
+    (``False``: only a fresh DPoP proof is needed, after a nonce challenge or a redirect
+    that carried a proof made for another URL)."""
 
-    __slots__ = ("verdict", "replace")
+    __slots__ = ("verdict", "request", "replace")
 
-    def __init__(self, verdict: Rejection, replace: bool) -> None:
+    def __init__(self, verdict: Rejection, request: httpx.Request, replace: bool) -> None:
         self.verdict = verdict
+        self.request = request
         self.replace = replace
 
 
@@ -148,10 +151,10 @@ class HttpxFlow:
     def rejection(
         self, request: httpx.Request, response: httpx.Response, sent: Token
     ) -> Optional[Rejected]:
-        """What ``response`` (to ``request``, which carried ``sent``) does to the token:
-        ``None`` when nothing (return it as it is). ``response.request`` is the last hop
-        of a redirect chain; whether it carried ``sent`` is what counts (httpx drops
-        ``Authorization`` when a redirect leaves the origin)."""
+        """What ``response`` to ``request`` (which carried ``sent``) does to the token:
+        ``None`` when nothing (return it as it is). After redirects, ``response.request``
+        is the last hop: whether it carried ``sent`` is what counts (httpx drops
+        ``Authorization`` when a redirect leaves the origin), and it is what is retried."""
         status = response.status_code
         if status not in self.codes:
             return None
@@ -161,10 +164,10 @@ class HttpxFlow:
             www_authenticate=response.headers.get("WWW-Authenticate"),
             already_retried=False,
             sent_token=hop.headers.get("Authorization") == sent.authorization,
-            body_replayable=body_replayable(request),
+            body_replayable=body_replayable(hop),
             refresh_status_codes=self.codes,
         )
-        if verdict is Rejection.IGNORE:
+        if verdict is Rejection.IGNORE or not self.origin_scope.allows(str(hop.url)):
             return None
         dpop = self.dpop
         fresh_proof_only = (
@@ -173,24 +176,27 @@ class HttpxFlow:
             and (
                 dpop.nonce_challenged(status, str(response.url), response.headers, _no_json)
                 or "DPoP" not in hop.headers
+                # httpx copies the proof to a same-origin redirect: it names the first URL
+                or (hop is not request and htu(str(hop.url)) != htu(str(request.url)))
             )
         )
-        return Rejected(verdict, replace=not fresh_proof_only)
+        return Rejected(verdict, hop, replace=not fresh_proof_only)
 
     def prepare_retry(
-        self,
-        rejected: Rejected,
-        request: httpx.Request,
-        response: httpx.Response,
-        sent: Token,
-        new: Optional[Token],
-    ) -> bool:
-        """After the token was replaced by ``new`` (``None``: no retry), make ``request``
-        ready to be sent once more (the new token, a fresh proof, the cookies the
-        rejection set) and say whether to send it. A body that cannot be sent again is
-        not: logged, and an ``unauthorized_not_retried`` event (the next request carries
-        the new token). The caller reports the retry (:meth:`TokenManager.notify_retry`)
-        when the token changed."""
+        self, rejected: Rejected, response: httpx.Response, sent: Token, new: Optional[Token]
+    ) -> tuple[bool, Optional[Callable[[], None]]]:
+        """After ``sent`` was replaced by ``new`` (``None``: no retry), make
+        ``rejected.request`` ready to be sent once more (the new token, a fresh proof, the
+        cookies the rejection set).
+
+        :returns: whether to send it, and what to report to the manager (which may run
+            ``on_event`` and a due ``on_token``: the async flow runs it off the loop). A
+            body that cannot be sent again is not: logged, and an
+            ``unauthorized_not_retried`` event (the next request carries the new token); a
+            retry with a new token is an ``unauthorized_retry`` event.
+        """
+        request = rejected.request
+        manager = self.manager
         if rejected.verdict is Rejection.REPLACE:
             o = origin_of(str(request.url))
             log.info(
@@ -201,13 +207,14 @@ class HttpxFlow:
                 response.status_code,
                 type(request.stream).__name__,
             )
-            self.manager.notify_not_retried("body_not_replayable", new)
-            return False
+            return False, lambda: manager.notify_not_retried("body_not_replayable", new)
         if new is None:
-            return False
+            return False, None
         _add_cookies_set_by(response, request)
         self.stamp(request, new)
-        return True
+        if new is sent:
+            return True, None
+        return True, lambda: manager.notify_retry(new)
 
 
 def _add_cookies_set_by(response: httpx.Response, request: httpx.Request) -> None:

@@ -7,14 +7,13 @@ headers too, a size cap (an oversized ``Content-Length`` refused before reading)
 
 httpx counts its timeouts per receive, so a server that drips its answer a byte at a time
 would hold a request for as many receives as it has bytes. The sync client's connections
-therefore receive (and connect, and send) within the time left to the request; the async
-one runs under :func:`asyncio.wait_for`.
+therefore receive (and connect, and send) within the time left to the request
+(:mod:`._httpx_deadline`); the async one runs under :func:`asyncio.wait_for`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import os
 import ssl
 import threading
@@ -23,7 +22,6 @@ import weakref
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any, Optional
 
-import httpcore
 import httpx
 import requests
 
@@ -34,6 +32,7 @@ from ._errors import (
     TokenEndpointError,
 )
 from ._grants._wire import Bounds, OutgoingRequest, answer
+from ._httpx_deadline import deadline, guard
 
 #: Options a proxy-free client must not take from the caller (``direct`` requests): plain
 #: http to loopback is allowed only because it never leaves the machine.
@@ -170,91 +169,6 @@ def _outgoing(client: Any, request: OutgoingRequest, bounds: Bounds, remaining: 
 
 # -- sync ------------------------------------------------------------------------------------
 
-#: The real-time (``time.monotonic``) instant the current thread's token request must be
-#: answered by, read by the guarded connections below.
-_real_deadline: contextvars.ContextVar[Optional[float]] = contextvars.ContextVar(
-    "requests_tokenauth_httpx_deadline", default=None
-)
-
-
-def _within_deadline(timeout: Optional[float]) -> Optional[float]:
-    deadline = _real_deadline.get()
-    if deadline is None:
-        return timeout
-    left = max(deadline - time.monotonic(), 0.001)  # past it: the receive times out at once
-    return left if timeout is None else min(timeout, left)
-
-
-class _GuardedStream(httpcore.NetworkStream):
-    """A connection whose every receive, send and TLS handshake ends by the deadline."""
-
-    def __init__(self, stream: httpcore.NetworkStream) -> None:
-        self._stream = stream
-
-    def read(self, max_bytes: int, timeout: Optional[float] = None) -> bytes:
-        return self._stream.read(max_bytes, _within_deadline(timeout))
-
-    def write(self, buffer: bytes, timeout: Optional[float] = None) -> None:
-        self._stream.write(buffer, _within_deadline(timeout))
-
-    def close(self) -> None:
-        self._stream.close()
-
-    def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        server_hostname: Optional[str] = None,
-        timeout: Optional[float] = None,
-    ) -> httpcore.NetworkStream:
-        tls = self._stream.start_tls(ssl_context, server_hostname, _within_deadline(timeout))
-        return _GuardedStream(tls)
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._stream.get_extra_info(info)
-
-
-class _GuardedBackend(httpcore.NetworkBackend):
-    def __init__(self, backend: httpcore.NetworkBackend) -> None:
-        self._backend = backend
-
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: Optional[float] = None,
-        local_address: Optional[str] = None,
-        socket_options: Any = None,
-    ) -> httpcore.NetworkStream:
-        stream = self._backend.connect_tcp(
-            host, port, _within_deadline(timeout), local_address, socket_options
-        )
-        return _GuardedStream(stream)
-
-    def connect_unix_socket(
-        self, path: str, timeout: Optional[float] = None, socket_options: Any = None
-    ) -> httpcore.NetworkStream:
-        stream = self._backend.connect_unix_socket(path, _within_deadline(timeout), socket_options)
-        return _GuardedStream(stream)
-
-    def sleep(self, seconds: float) -> None:
-        self._backend.sleep(seconds)
-
-
-def _guard(client: httpx.Client) -> None:
-    """Bound the receives of the connections ``client`` makes with httpx's own
-    :class:`httpx.HTTPTransport` (its own, from the environment's proxies, or passed in:
-    the guard acts only inside :meth:`HttpxSender.send`). Over another kind of transport
-    only the body is bounded by the deadline, as over a :class:`requests.Session` passed
-    to a grant."""
-    transports = [client._transport, *client._mounts.values()]
-    for transport in transports:
-        pool = getattr(transport, "_pool", None) if type(transport) is httpx.HTTPTransport else None
-        backend = getattr(pool, "_network_backend", None)
-        if isinstance(backend, httpcore.NetworkBackend) and not isinstance(
-            backend, _GuardedBackend
-        ):
-            pool._network_backend = _GuardedBackend(backend)  # type: ignore[union-attr]
-
 
 class HttpxSender:
     """Sends the authorization server's requests with a private :class:`httpx.Client`
@@ -284,7 +198,7 @@ class HttpxSender:
                 if client is None:
                     options = _direct(self.client_options) if direct else self.client_options
                     client = httpx.Client(**options)
-                    _guard(client)
+                    guard(client)
                     self._clients[direct] = client
         return client
 
@@ -294,21 +208,17 @@ class HttpxSender:
         remaining = _remaining(bounds, request)
         client = self.client(request.direct)
         outgoing = _outgoing(client, request, bounds, remaining)
-        deadline = time.monotonic() + remaining
-        reset = _real_deadline.set(deadline)
-        try:
+        with deadline(remaining) as ends:
             try:
                 response = client.send(outgoing, stream=True, follow_redirects=False)
             except httpx.HTTPError as exc:
-                if bounds.remaining() <= 0 or deadline <= time.monotonic():
+                if bounds.remaining() <= 0 or ends <= time.monotonic():
                     raise _deadline_error(request) from exc
                 raise _failed(request, exc) from exc
             try:
                 return _read(response, request, bounds)
             finally:
                 response.close()
-        finally:
-            _real_deadline.reset(reset)
 
     def close(self) -> None:
         """Close the clients (a later request makes new ones)."""
@@ -449,6 +359,12 @@ class AsyncHttpxSending:
         finally:
             if owned:  # the caller's transport is the caller's to close
                 await client.aclose()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"client_options": self.client_options}  # SSL contexts do not pickle
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["client_options"])  # type: ignore[misc]
 
     def __repr__(self) -> str:
         return "AsyncHttpxSending()"

@@ -156,12 +156,12 @@ class TokenAuth(httpx.Auth):
         if rejected is None:
             return
         new = manager.replace(sent) if rejected.replace else sent
-        if not flow.prepare_retry(rejected, request, response, sent, new):
+        resend, report = flow.prepare_retry(rejected, response, sent, new)
+        if report is not None:
+            report()
+        if not resend:
             return
-        if new is not sent:
-            assert new is not None
-            manager.notify_retry(new)
-        response = yield request
+        response = yield rejected.request
         flow.saw(response)
 
     async def async_auth_flow(
@@ -185,16 +185,12 @@ class TokenAuth(httpx.Auth):
             new = await self._flights.run(
                 ("replace", id(sent)), lambda: manager.replace(sent), sender
             )
-        if not flow.prepare_retry(rejected, request, response, sent, new):
+        resend, report = flow.prepare_retry(rejected, response, sent, new)
+        if report is not None:  # it runs callbacks: off the loop, as every callback here
+            await self._flights.run(("report", id(request)), report, sender)
+        if not resend:
             return
-        if new is not sent:
-            assert new is not None
-            retried_with = new
-            # on_event runs off the loop, as every callback of this library does
-            await self._flights.run(
-                ("retry", id(request)), lambda: manager.notify_retry(retried_with), sender
-            )
-        response = yield request
+        response = yield rejected.request
         flow.saw(response)
 
     def _loop_sender(self) -> LoopSender:
