@@ -5,7 +5,7 @@ Run (the anchors are the ``bench`` extra; a library that is not installed is rep
 skipped)::
 
     python3 -m pip install '.[bench]'
-    python3 -m benchmarks            # about 6 minutes on 2 cores
+    python3 -m benchmarks            # about 11 minutes on 2 cores (5 of them httpx)
     python3 -m benchmarks --quick    # one repetition, small counts (the test suite runs this)
 
 Results go to ``benchmarks/results/latest.md`` and ``latest.json`` (``--out DIR`` to write
@@ -17,7 +17,10 @@ a long outage (:mod:`benchmarks._outage`) and latency at expiry (:mod:`benchmark
 the rest in :mod:`benchmarks._scenarios`). ``--scenario NAME --merge`` measures some again
 and keeps the others already in the results. More scenarios plug in from other
 modules: a module ``benchmarks.stores`` (processes with and without a shared store) is
-picked up when it exists, see :func:`extra_scenarios`.
+picked up when it exists, see :func:`extra_scenarios`, and so are the httpx scenarios
+(:mod:`benchmarks._httpx_scenarios`: ``httpx.TokenAuth`` beside Authlib's httpx clients and
+httpx-auth, sync and async, with event-loop lag), reported in a section of their own;
+``--scenario httpx`` runs only those.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 #: ``scenario(libraries, params) -> Table`` registered under the module's name;
 #: ``benchmarks.stores`` exposes ``run(processes, expiries)``, which
 #: :func:`benchmarks._scenarios.shared_stores` turns into a table.
-EXTRA_SCENARIO_MODULES = ("stores",)
+EXTRA_SCENARIO_MODULES = ("stores", "_httpx_scenarios")
 
 
 def extra_scenarios() -> dict[str, Callable[..., Any]]:
@@ -44,7 +47,7 @@ def extra_scenarios() -> dict[str, Callable[..., Any]]:
         try:
             module = importlib.import_module(f"{__name__}.{name}")
         except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{name}":
+            if exc.name not in (f"{__name__}.{name}", "httpx"):  # httpx: the httpx scenarios'
                 raise
             continue
         if hasattr(module, "SCENARIOS"):

@@ -29,7 +29,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         "--out", type=Path, default=RESULTS_DIR, help=f"output directory (default {RESULTS_DIR})"
     )
     parser.add_argument(
-        "--scenario", action="append", metavar="NAME", help="run only these (repeatable)"
+        "--scenario",
+        action="append",
+        metavar="NAME",
+        help="run only these (repeatable; 'httpx': every httpx scenario)",
     )
     parser.add_argument(
         "--merge",
@@ -41,6 +44,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     params = QUICK if args.quick else FULL
     scenarios = {**SCENARIOS, **extra_scenarios()}
     names = args.scenario or list(scenarios)
+    # "httpx" names every httpx scenario (python -m benchmarks --scenario httpx --merge)
+    names = [n for name in names for n in (_group(name, scenarios) or [name])]
     unknown = sorted(set(names) - set(scenarios))
     if unknown:
         parser.error(f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(scenarios)}")
@@ -59,11 +64,26 @@ def main(argv: Optional[list[str]] = None) -> int:
         "seconds": round(time.monotonic() - started, 1),
         "quick": args.quick,
         "libraries": {lib.name: lib.version for lib in (BASELINE, *LIBRARIES)},
+        "httpx_libraries": _httpx_versions(),
     }
     md, js = (merge if args.merge else write)(tables, meta, args.out)
     print(md.read_text(encoding="utf-8"))
     print(f"wrote {md} and {js}", file=sys.stderr)
     return 0
+
+
+def _httpx_versions() -> dict[str, Optional[str]]:
+    """The installed version of each distribution the httpx scenarios compare."""
+    try:
+        from ._httpx_libraries import BARE_SYNC, HTTPX_LIBRARIES
+    except ModuleNotFoundError:  # no httpx: no httpx scenarios
+        return {}
+    return {lib.distribution: lib.version for lib in (BARE_SYNC, *HTTPX_LIBRARIES)}
+
+
+def _group(name: str, scenarios: dict[str, object]) -> list[str]:
+    """The scenarios a group name stands for (``httpx`` -> ``httpx_*``), else none."""
+    return [n for n in scenarios if n.startswith(f"{name}_")] if name == "httpx" else []
 
 
 if __name__ == "__main__":

@@ -55,6 +55,11 @@ class Params:
     outage_threads: int = 8
     #: the long outage runs every library (else only ours; the others report "skipped")
     long_outage_everyone: bool = True
+    #: tasks on one event loop in the httpx stampede (httpx.Client: ``stampede_threads``)
+    httpx_tasks: int = 64
+    #: the httpx rotation, outage, latency and loop-lag scenarios run every library (else
+    #: only ours; the others report "skipped")
+    httpx_everyone: bool = True
 
 
 FULL = Params(
@@ -91,6 +96,7 @@ QUICK = Params(
     outage_lead_seconds=0.5,
     outage_threads=4,
     long_outage_everyone=False,
+    httpx_everyone=False,
 )
 
 

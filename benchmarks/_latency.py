@@ -21,6 +21,19 @@ from ._harness import (
 from ._libraries import OURS, OURS_INLINE, Library, margin_seconds
 from ._servers import TimedAuthServer
 
+#: The latency table's columns (the httpx latency table has the same).
+LATENCY_COLUMNS = [
+    ("p50", "p50"),
+    ("p99", "p99"),
+    ("max", "max"),
+    ("near_p50", "p50 near expiry"),
+    ("near_p99", "p99 near expiry"),
+    ("near_max", "max near expiry"),
+    ("waited", "waited"),
+    ("failed", "failed"),
+    ("token_requests", "token requests"),
+]
+
 
 def latency(libraries: Sequence[Library], p: Params) -> Table:
     """Request latency across expiries with a slow (300 ms) token endpoint."""
@@ -33,17 +46,7 @@ def latency(libraries: Sequence[Library], p: Params) -> Table:
         f"{p.token_latency_seconds * 1000:.0f} ms. Milliseconds, overall and for requests "
         "started in the second around each expiry or token request. 'waited': requests "
         f"slower than {WAITED_MS:.0f} ms.",
-        [
-            ("p50", "p50"),
-            ("p99", "p99"),
-            ("max", "max"),
-            ("near_p50", "p50 near expiry"),
-            ("near_p99", "p99 near expiry"),
-            ("near_max", "max near expiry"),
-            ("waited", "waited"),
-            ("failed", "failed"),
-            ("token_requests", "token requests"),
-        ],
+        list(LATENCY_COLUMNS),
     )
 
     def run(lib: Library) -> dict[str, Any]:
@@ -68,32 +71,45 @@ def latency(libraries: Sequence[Library], p: Params) -> Table:
             client.close()
             samples = [s for r in results for s in r]
             arrivals = server.token_arrivals[arrivals_before:]
-            moments = [
-                seeded_at + life,
-                *arrivals,
-                *(a + p.token_latency_seconds + life for a in arrivals),
-            ]
-            near = [
-                ms
-                for (t, ms) in ((t, s * 1000) for (t, s, _) in samples)
-                if any(abs(t - m) <= 0.5 for m in moments)
-            ]
-            all_ms = [s * 1000 for (_, s, _) in samples]
-            return {
-                "p50": _ms(percentile(all_ms, 50)),
-                "p99": _ms(percentile(all_ms, 99)),
-                "max": _ms(max(all_ms, default=None)),
-                "near_p50": _ms(percentile(near, 50)),
-                "near_p99": _ms(percentile(near, 99)),
-                "near_max": _ms(max(near, default=None)),
-                "waited": sum(1 for ms in all_ms if ms >= WAITED_MS),
-                "requests": len(all_ms),
-                "failed": failed(o for (_, _, o) in samples),
-                "token_requests": server.token_requests,
-            }
+            return latency_row(samples, seeded_at + life, arrivals, life, p, server.token_requests)
 
     ours = (OURS, OURS_INLINE) if OURS in libraries else ()
     return per_library((*ours, *(lib for lib in libraries if lib is not OURS)), table, run)
+
+
+def latency_row(
+    samples: Sequence[tuple[float, float, str]],
+    first_expiry: float,
+    arrivals: Sequence[float],
+    life: float,
+    p: Params,
+    token_requests: int,
+) -> dict[str, Any]:
+    """A row of the latency table from every request's ``(start, seconds, outcome)``, the
+    seeded token's expiry and the token requests' arrivals (monotonic instants)."""
+    moments = [
+        first_expiry,
+        *arrivals,
+        *(a + p.token_latency_seconds + life for a in arrivals),
+    ]
+    near = [
+        ms
+        for (t, ms) in ((t, s * 1000) for (t, s, _) in samples)
+        if any(abs(t - m) <= 0.5 for m in moments)
+    ]
+    all_ms = [s * 1000 for (_, s, _) in samples]
+    return {
+        "p50": _ms(percentile(all_ms, 50)),
+        "p99": _ms(percentile(all_ms, 99)),
+        "max": _ms(max(all_ms, default=None)),
+        "near_p50": _ms(percentile(near, 50)),
+        "near_p99": _ms(percentile(near, 99)),
+        "near_max": _ms(max(near, default=None)),
+        "waited": sum(1 for ms in all_ms if ms >= WAITED_MS),
+        "requests": len(all_ms),
+        "failed": failed(o for (_, _, o) in samples),
+        "token_requests": token_requests,
+    }
 
 
 def _ms(value: Optional[float]) -> Optional[float]:

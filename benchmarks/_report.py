@@ -17,6 +17,24 @@ def _cell(value: Any) -> str:
     return str(value).replace("|", "\\|")
 
 
+#: Tables whose name starts with this are the httpx section of the report.
+HTTPX_PREFIX = "httpx_"
+
+
+def _httpx_intro(meta: dict[str, Any], code: str) -> str:
+    versions = ", ".join(
+        f"{name} {version or '(not installed)'}"
+        for name, version in meta.get("httpx_libraries", {}).items()
+    )
+    return (
+        f"The same situations with httpx: {code}requests_tokenauth.httpx.TokenAuth{code}, "
+        "Authlib's OAuth2Client and AsyncOAuth2Client, and httpx-auth, each with httpx.Client "
+        "(threads) and httpx.AsyncClient (tasks on one event loop), in the same run against "
+        "the same testing server. Where a library cannot do a scenario the row says n/a and "
+        "why." + (f" Versions: {versions}." if versions else "")
+    )
+
+
 def markdown(tables: Sequence[Table], meta: dict[str, Any]) -> str:
     """The whole report as markdown: how it was run, then a table per scenario."""
     versions = ", ".join(
@@ -38,7 +56,11 @@ def markdown(tables: Sequence[Table], meta: dict[str, Any]) -> str:
         "runs against the same loopback testing server, configured as its documentation "
         'recommends; each library\'s "expired early" margin is scaled to the short lifetimes.',
     ]
+    httpx_section = False
     for table in tables:
+        if table.name.startswith(HTTPX_PREFIX) and not httpx_section:
+            httpx_section = True
+            lines += ["", "## httpx", "", _httpx_intro(meta, "`")]
         headers = ["library", *(header for _, header in table.columns)]
         lines += ["", f"## {table.title}", "", table.description, ""]
         lines.append("| " + " | ".join(headers) + " |")
@@ -69,7 +91,11 @@ def rst(tables: Sequence[Table], meta: dict[str, Any]) -> str:
     ]
     for update in meta.get("updates", []):
         lines[0] += f" Updated since: {', '.join(update['scenarios'])} by ``{update['command']}``."
+    httpx_section = False
     for table in tables:
+        if table.name.startswith(HTTPX_PREFIX) and not httpx_section:
+            httpx_section = True
+            lines += ["", "httpx", "~~~~~", "", _httpx_intro(meta, "``")]
         lines += ["", table.title, "~" * len(table.title), "", table.description, ""]
         lines += [".. list-table::", "   :header-rows: 1", ""]
         headers = ["library", *(header for _, header in table.columns)]

@@ -18,7 +18,16 @@ from typing import Any
 import pytest
 
 from benchmarks import extra_scenarios
+from benchmarks._httpx_libraries import (
+    BARE_ASYNC,
+    BARE_SYNC,
+    HTTPX_LIBRARIES,
+    OURS_ASYNC,
+    OURS_SYNC,
+)
+from benchmarks._httpx_scenarios import SCENARIOS as HTTPX_SCENARIOS
 from benchmarks._libraries import BASELINE, GOOGLE_NON_BLOCKING, LIBRARIES, OURS, OURS_INLINE
+from benchmarks._loop_lag import HELD_TICKS
 from benchmarks._scenarios import SCENARIOS, percentile, summary
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,6 +105,50 @@ def test_the_counts_our_claims_rest_on(report: dict[str, Any]) -> None:
     long_outage = rows(report, "outage_long")[ours]
     assert long_outage["failed_after"] == 0
     assert 0 < long_outage["failed_no_token_count"] <= long_outage["calls_no_token"]
+
+
+@pytest.mark.slow
+def test_every_httpx_scenario_has_a_row_per_library(report: dict[str, Any]) -> None:
+    names = {lib.name for lib in HTTPX_LIBRARIES}
+    asynchronous = {lib.name for lib in HTTPX_LIBRARIES if lib.asynchronous}
+    want = {name: names for name in HTTPX_SCENARIOS}
+    want["httpx_overhead"] = names | {BARE_SYNC.name, BARE_ASYNC.name}
+    want["httpx_loop_lag"] = asynchronous | {BARE_ASYNC.name}
+    assert "## httpx\n" in report["markdown"]
+    for name in HTTPX_SCENARIOS:
+        scenario = report["scenarios"][name]
+        assert set(rows(report, name)) == want[name], name
+        for row in scenario["rows"]:
+            if row["library"] == OURS_ASYNC.name:
+                assert "skipped" not in row, (name, row)
+            if "skipped" not in row:
+                assert set(scenario["columns"]) <= set(row), (name, row["library"])
+        assert f"## {scenario['title']}" in report["markdown"]
+    assert report["httpx_libraries"][OURS_SYNC.distribution]
+
+
+@pytest.mark.slow
+def test_the_httpx_counts_our_claims_rest_on(report: dict[str, Any]) -> None:
+    for ours in (OURS_SYNC.name, OURS_ASYNC.name):
+        stampede = rows(report, "httpx_stampede")[ours]
+        assert stampede["token_requests"] == 1 and stampede["failed"] == 0, ours
+        assert rows(report, "httpx_revocation")[ours]["caller_gets"] == "200", ours
+        assert rows(report, "httpx_overhead")[ours]["failed"] == 0, ours
+    # the quick run leaves the sync flavour out of these (its waits are the manager's)
+    ours = OURS_ASYNC.name
+    rotation = rows(report, "httpx_rotation")[ours]
+    assert rotation["invalid_grant"] == 0 and rotation["failed"] == 0
+    assert rotation["requests"] > 0
+    outage = rows(report, "httpx_outage")[ours]  # a short outage is invisible
+    assert outage["failed_valid_count"] == 0 and outage["failed_no_token_count"] == 0
+    assert outage["failed_after"] == 0 and outage["recovery_seconds"] is not None
+    assert rows(report, "httpx_latency")[ours]["failed"] == 0
+    assert rows(report, "httpx_stampede")[OURS_ASYNC.name]["workers"] == 64
+    # the ticker kept ticking while the one token request was held at the server: had it
+    # been sent from the loop's thread, no tick could run until the release
+    lag = rows(report, "httpx_loop_lag")[OURS_ASYNC.name]
+    assert lag["held_ticks"] >= HELD_TICKS and lag["held_token_requests"] == 1
+    assert lag["outcomes"] == "200"
 
 
 def test_percentile_is_nearest_rank() -> None:
