@@ -29,8 +29,6 @@ from .helpers import EXACT, EXPIRED_AFTER, LIFETIME
 
 @pytest.fixture(params=DRIVER_NAMES)
 def driver(request: pytest.FixtureRequest) -> Iterator[Driver]:
-    if request.param != "requests":  # until the httpx driver is merged into this branch
-        pytest.importorskip("requests_tokenauth.httpx", reason="no requests_tokenauth.httpx yet")
     made = DRIVERS[request.param]()
     yield made
     made.close()
