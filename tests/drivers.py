@@ -289,8 +289,8 @@ class _AsyncHttpxCaller(Caller):
 
 
 class Waiting:
-    """Counts calls that found no usable token and wait for one: at the manager's lock (a
-    thread), or told by ``token_nowait`` to wait for a flight (a task)."""
+    """Counts calls that wait for a token: at the manager's lock (a thread), or for the
+    flight that gets it (a task)."""
 
     def __init__(self, count: Callable[[], int], wait_for: Callable[[int], bool]) -> None:
         self._count = count
@@ -377,28 +377,28 @@ class AsyncHttpxDriver(HttpxDriver):
         return _AsyncHttpxCaller(auth)
 
     def waiting(self, auth: Any) -> Waiting:
-        """Tasks never block on the manager's lock: each asks ``token_nowait`` and, told to
-        wait, awaits the one flight that gets the token; count those answers."""
-        manager = auth.manager
-        nowait = manager.token_nowait
-        misses = [0]
+        """Tasks never block on the manager's lock: a task that needs a token (or a
+        replacement for a rejected one) awaits the one flight of its loop that gets it, on
+        another thread; count the tasks that join a flight. (Only those can join while a
+        token request is held: the other flights come after a token arrived.)"""
+        flights = auth._flights
+        run = flights.run
+        joined = [0]
         changed = threading.Condition()
 
-        def counting_nowait() -> Any:
-            token = nowait()
-            if token is None:
-                with changed:
-                    misses[0] += 1
-                    changed.notify_all()
-            return token
+        async def counting_run(*args: Any) -> Any:
+            with changed:
+                joined[0] += 1
+                changed.notify_all()
+            return await run(*args)
 
-        manager.token_nowait = counting_nowait
+        flights.run = counting_run
 
         def wait_for(n: int) -> bool:
             with changed:
-                return changed.wait_for(lambda: misses[0] >= n, WAIT)
+                return changed.wait_for(lambda: joined[0] >= n, WAIT)
 
-        return Waiting(lambda: misses[0], wait_for)
+        return Waiting(lambda: joined[0], wait_for)
 
     def parked(self, calls: int) -> int:
         """The tasks of one loop share one flight: one thread waits on the clock for all."""

@@ -133,6 +133,26 @@ def test_a_token_revoked_server_side_is_replaced_and_the_call_succeeds(
     assert auth.token is not revoked
 
 
+def test_32_concurrent_calls_rejected_with_one_revoked_token_make_one_token_request(
+    driver: Driver, server: AuthServer, fake_clock: FakeClock
+) -> None:
+    auth = service_auth(driver, server, fake_clock)
+    caller = driver.caller(auth)
+    caller.get(server.resource_url)
+    server.revoke_all()
+    server.reset_counters()
+    waiting = driver.waiting(auth)
+    server.hold_token_endpoint()
+    calls = caller.start(32, "GET", server.resource_url)
+    assert server.wait_for_token_requests(1)
+    assert waiting.wait_for(32)  # every call got its 401 and waits for the replacement
+    server.release_token_endpoint()
+    outcomes = calls.join()
+    assert statuses(outcomes) == [200] * 32
+    assert all(o.history_codes == [401] for o in outcomes if isinstance(o, Reply))
+    assert server.token_requests == 1 and server.resource_requests == 64
+
+
 def test_a_resource_that_always_answers_401_gets_one_retry_per_call_and_no_storm(
     driver: Driver, server: AuthServer, fake_clock: FakeClock
 ) -> None:
