@@ -33,6 +33,7 @@ from ._errors import (
 )
 from ._grants._wire import Bounds, OutgoingRequest, answer
 from ._httpx_deadline import deadline, guard
+from ._httpx_tls import default_ssl_context
 
 #: Options a proxy-free client must not take from the caller (``direct`` requests): plain
 #: http to loopback is allowed only because it never leaves the machine.
@@ -303,7 +304,7 @@ class AsyncHttpxSending:
                     if isinstance(verify, ssl.SSLContext):
                         context = verify
                     elif verify is True and options.get("cert") is None:
-                        context = _default_ssl_context(bool(options.get("trust_env", True)))
+                        context = default_ssl_context(bool(options.get("trust_env", True)))
                     else:
                         tls: dict[str, Any] = {
                             "verify": verify,
@@ -370,25 +371,6 @@ class AsyncHttpxSending:
 
     def __repr__(self) -> str:
         return "AsyncHttpxSending()"
-
-
-_default_contexts: dict[bool, ssl.SSLContext] = {}
-_default_contexts_lock = threading.Lock()
-
-
-def _default_ssl_context(trust_env: bool) -> ssl.SSLContext:
-    """httpx's default SSL context (``verify=True``, no client certificate), made once per
-    process: loading the CA certificates costs tens of milliseconds of CPU, which every new
-    :class:`~requests_tokenauth.httpx.TokenAuth`'s first token request would otherwise
-    wait for. A context only reads its configuration while connections use it."""
-    context = _default_contexts.get(trust_env)
-    if context is None:
-        with _default_contexts_lock:
-            context = _default_contexts.get(trust_env)
-            if context is None:
-                context = httpx.create_ssl_context(verify=True, trust_env=trust_env)
-                _default_contexts[trust_env] = context
-    return context
 
 
 async def _aread(
