@@ -32,12 +32,14 @@ html_static_path: list[str] = []
 nitpicky = True
 #: Other projects' names: they would resolve through intersphinx, which needs the network.
 _EXTERNAL_MODULES = (
+    "asyncio",
     "collections",
     "collections.abc",
     "contextlib",
     "cryptography",
     "enum",
     "http.server",
+    "httpx",
     "os",
     "redis",
     "requests",
