@@ -12,10 +12,10 @@ from collections.abc import Mapping
 from typing import Any, Callable, Optional
 
 from ._ahead import AheadRunner
-from ._attempt import fetch_reported, revoke_token
+from ._attempt import fetch_reported
 from ._clock import SYSTEM_CLOCK, Clock
 from ._delivery import Outbox, TokenCallback, flush_at_exit
-from ._entry import Entry, Needed, expired, make_entry, same_token, stale, token_from_dict
+from ._entry import Entry, Needed, expired, make_entry, stale, token_from_dict
 from ._errors import ConfigurationError, TokenAuthError, TokenEndpointError, TokenStoreError
 from ._events import EventCallback
 from ._failures import AttemptSignal, Failure
@@ -29,6 +29,8 @@ from ._options import (
     checked_max_wait,
 )
 from ._policy import DEFAULT_POLICY, RefreshPolicy
+from ._replacement import Replacing
+from ._revocation import Revoking
 from ._store_renewal import StoreSlot
 from ._stores import TokenStore
 from ._stores import store_key as derive_store_key
@@ -45,7 +47,7 @@ __all__ = [
 ]
 
 
-class TokenManager(ForkSafe):
+class TokenManager(Replacing, Revoking, ForkSafe):
     """Holds the current token of one grant and renews it, once, however many threads ask.
 
     Thread-safe. :meth:`get_token` reads one immutable snapshot without a lock while the
@@ -352,91 +354,6 @@ class TokenManager(ForkSafe):
             token_left_seconds=entry.deadlines.left_seconds(now) if entry is not None else 0.0,
         )
         return self._failure.next_attempt_monotonic - now
-
-    def replace(self, rejected: Token) -> Optional[Token]:
-        """The token to retry with after ``rejected`` got a 401, or ``None`` for no retry.
-
-        Refreshes only if ``rejected`` is still the current token; if another thread (or,
-        with a store, another process) has already replaced it, the newer token is returned
-        with no token request. A token that was itself obtained because of a 401 is not
-        replaced again within the policy's cooldown: a resource that rejects every token
-        must not cause a refresh storm. While the token endpoint fails transiently, the
-        caller waits for the next attempts as :meth:`get_token` does.
-
-        :raises TokenRefreshError: the token request failed (after ``max_wait_seconds``).
-        """
-        entry = self._entry
-        now = self._clock.monotonic()
-        if entry is not None:
-            current = same_token(entry.token, rejected)
-            if not current and not expired(entry, now):
-                return entry.token  # already replaced
-            if current and not self._may_replace(entry, now):
-                return None
-
-        def needed(entry: Optional[Entry], now: float) -> bool:
-            if expired(entry, now):
-                return True
-            assert entry is not None
-            return same_token(entry.token, rejected) and self._may_replace(entry, now)
-
-        new = self._renew(needed, "unauthorized")
-        return None if same_token(new, rejected) else new
-
-    def _may_replace(self, entry: Entry, now: float) -> bool:
-        if entry.cause != "unauthorized":
-            return True
-        cooldown = self._policy.unauthorized_cooldown_seconds
-        if now >= entry.token.obtained_monotonic + cooldown:
-            return True
-        log.info("a token obtained after a 401 was rejected again; not replacing it yet")
-        return False
-
-    def notify_retry(self, token: Token) -> None:
-        """Report that a request is being retried with ``token`` after a 401."""
-        self._outbox.event("unauthorized_retry", "unauthorized", token=token)
-        self._outbox.flush()
-
-    def notify_not_retried(self, reason: str, token: Optional[Token]) -> None:
-        """Report that a request was not re-sent after a 401 (``reason``), though its token
-        was replaced by ``token`` (``None``: not replaced) for the next request."""
-        self._outbox.event("unauthorized_not_retried", "unauthorized", error=reason, token=token)
-        self._outbox.flush()
-
-    def revoke(self) -> bool:
-        """Revoke the current token at the grant's revocation endpoint (RFC 7009): its
-        refresh token, or the access token when it has none; then forget it (the next call
-        obtains a new one). Holds the lock, so no refresh races the revocation; the token is
-        forgotten even if the revocation request fails.
-
-        With a shared store, the revocation happens under the store's lock and revokes the
-        newest of the stored token and this manager's (another process may have rotated the
-        refresh token since this one last looked), then removes it from the store, so that
-        no sharer keeps using it and no live refresh token is left behind.
-
-        :returns: whether there was a token to revoke.
-        :raises ConfigurationError: the grant knows no revocation endpoint.
-        :raises TokenRefreshError: the revocation request failed.
-        :raises TokenStoreError: the store could not be locked or the token removed.
-        """
-        self._acquire()
-        try:
-            if self._store is None:
-                return self._revoke(self._entry)
-            with self._store.newest_for_revocation(self._entry) as newest:
-                return self._revoke(newest)
-        finally:
-            self._lock.release()
-
-    def _revoke(self, entry: Optional[Entry]) -> bool:
-        try:
-            if entry is not None:
-                with sending_by_default(self._sender):
-                    revoke_token(self.grant, entry.token, self._clock)
-            return entry is not None
-        finally:
-            self._entry = None
-            self._failure = None
 
     def forget(self) -> None:
         """Drop the current token (and any remembered failure); the next call obtains one."""
