@@ -13,8 +13,8 @@ import json
 import logging
 import secrets
 import urllib.parse
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Optional
+from collections.abc import Mapping, MutableMapping
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import requests
 
@@ -274,28 +274,47 @@ class DPoPProofs:
             nonce=self._nonces.get(origin_of(url)),
         )
 
-    def stamp(self, request: requests.PreparedRequest, token: Token) -> None:
-        """Add a proof for ``token`` to ``request`` (only DPoP-bound tokens get one).
+    def proof_for(self, method: str, url: str, token: Token) -> Optional[str]:
+        """The ``DPoP`` header for a request to ``method url`` carrying ``token``, or
+        ``None`` for a token that is not DPoP-bound (accepted with ``allow_downgrade``).
 
         :raises DPoPDowngradeError: ``token`` is unbound and was not accepted with
             ``allow_downgrade`` (see :meth:`check_adopted`): a stored token is checked here,
             where it is used, since it is loaded wherever the manager finds it needed.
         """
         if token.token_type == "DPoP":
-            request.headers["DPoP"] = self.header(
-                request.method or "GET", request.url or "", token.access_token
-            )
-        else:
-            self.check_adopted(token)
-            request.headers.pop("DPoP", None)
+            return self.header(method, url, token.access_token)
+        self.check_adopted(token)
+        return None
 
-    def remember_nonce(self, response: requests.Response) -> bool:
-        """Keep the ``DPoP-Nonce`` a response carries (any response may send a new one,
-        RFC 9449 §8.2). Returns whether it carried one."""
-        nonce = response.headers.get("DPoP-Nonce")
+    def stamp_headers(
+        self, headers: MutableMapping[str, str], method: str, url: str, token: Token
+    ) -> None:
+        """Set (or, for an unbound token, remove) the ``DPoP`` header in ``headers`` of a
+        request to ``method url`` carrying ``token``; any client's headers.
+
+        :raises DPoPDowngradeError: as :meth:`proof_for`.
+        """
+        proof = self.proof_for(method, url, token)
+        if proof is None:
+            headers.pop("DPoP", None)
+        else:
+            headers["DPoP"] = proof
+
+    def stamp(self, request: requests.PreparedRequest, token: Token) -> None:
+        """Add a proof for ``token`` to ``request`` (only DPoP-bound tokens get one).
+
+        :raises DPoPDowngradeError: as :meth:`proof_for`.
+        """
+        self.stamp_headers(request.headers, request.method or "GET", request.url or "", token)
+
+    def remember_nonce_of(self, url: Optional[str], headers: Mapping[str, str]) -> bool:
+        """Keep the ``DPoP-Nonce`` in ``headers`` of a response from ``url`` (any response
+        may send a new one, RFC 9449 §8.2). Returns whether it carried one."""
+        nonce = headers.get("DPoP-Nonce")
         if not nonce:
             return False
-        origin = origin_of(response.url or (response.request.url if response.request else None))
+        origin = origin_of(url)
         if origin is None:
             return False
         if origin not in self._nonces and len(self._nonces) >= DEFAULT_NONCE_LIMIT:
@@ -303,21 +322,39 @@ class DPoPProofs:
         self._nonces[origin] = nonce
         return True
 
-    def is_nonce_challenge(self, response: requests.Response) -> bool:
-        """Whether ``response`` asks for a proof with its new nonce: a token endpoint's 400
-        ``use_dpop_nonce``, or a resource's 401 ``WWW-Authenticate: DPoP
-        error="use_dpop_nonce"`` (RFC 9449 §8 and §9), in both cases with ``DPoP-Nonce``."""
-        if not self.remember_nonce(response):
+    def remember_nonce(self, response: requests.Response) -> bool:
+        """:meth:`remember_nonce_of` a requests response."""
+        url = response.url or (response.request.url if response.request else None)
+        return self.remember_nonce_of(url, response.headers)
+
+    def nonce_challenged(
+        self,
+        status_code: int,
+        url: Optional[str],
+        headers: Mapping[str, str],
+        json_body: Callable[[], Any],
+    ) -> bool:
+        """Whether a response (``status_code``, from ``url``, with ``headers`` and a body
+        that ``json_body`` decodes, raising ``ValueError`` if it cannot) asks for a proof
+        with its new nonce: a token endpoint's 400 ``use_dpop_nonce``, or a resource's 401
+        ``WWW-Authenticate: DPoP error="use_dpop_nonce"`` (RFC 9449 §8 and §9), in both
+        cases with ``DPoP-Nonce``."""
+        if not self.remember_nonce_of(url, headers):
             return False
-        if response.status_code == 401:
-            return challenge_error(response.headers.get("WWW-Authenticate")) == _NONCE_ERROR
-        if response.status_code == 400:
+        if status_code == 401:
+            return challenge_error(headers.get("WWW-Authenticate")) == _NONCE_ERROR
+        if status_code == 400:
             try:
-                data = response.json()
+                data = json_body()
             except ValueError:
                 return False
             return isinstance(data, dict) and data.get("error") == _NONCE_ERROR
         return False
+
+    def is_nonce_challenge(self, response: requests.Response) -> bool:
+        """:meth:`nonce_challenged` for a requests response."""
+        url = response.url or (response.request.url if response.request else None)
+        return self.nonce_challenged(response.status_code, url, response.headers, response.json)
 
     def __repr__(self) -> str:
         return f"DPoPProofs({self.key!r})"

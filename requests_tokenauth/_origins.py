@@ -86,20 +86,28 @@ def env_proxy_for(url: str) -> bool:
     return requests.utils.select_proxy(url, proxies) is not None
 
 
-def proxied_error(url: Optional[str]) -> OriginNotAllowedError:
+def proxied_error(url: Optional[str], instead: Optional[str] = None) -> OriginNotAllowedError:
     """The error for a token that would go to this machine over plain http through a proxy
-    from the environment (the proxy's address is not shown: it may carry credentials)."""
+    from the environment (the proxy's address is not shown: it may carry credentials).
+
+    :param instead: what the driver's user can do instead of adding the host to
+        ``NO_PROXY`` (default: the requests driver's adapters).
+    """
     origin = origin_of(url)
     where = origin_url(origin) if origin else "this URL"
     host = origin[1] if origin else "the host"
+    if instead is None:
+        instead = (
+            "give the token through session.mount(url, TokenAdapter(auth)) or "
+            "authorize_session(session, auth, origins) instead of session.auth: they send "
+            "loopback requests with no proxy (session.trust_env = False does not help: an "
+            "auth cannot see the session)"
+        )
     return OriginNotAllowedError(
         f"{where} is plain http to this machine, but the environment's proxy settings "
         "(HTTP_PROXY, ALL_PROXY) would send the request through a proxy, unencrypted, so "
         f"the token was not sent. Either add the host to NO_PROXY (NO_PROXY={host}), or "
-        "give the token through session.mount(url, TokenAdapter(auth)) or "
-        "authorize_session(session, auth, origins) instead of session.auth: they send "
-        "loopback requests with no proxy (session.trust_env = False does not help: an auth "
-        "cannot see the session)."
+        f"{instead}."
     )
 
 

@@ -9,6 +9,7 @@ import logging
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
 
@@ -38,6 +39,7 @@ from requests_tokenauth._policy import (
 from requests_tokenauth.testing import AuthServer, FakeClock
 
 from .helpers import run_fork_scenario, session_for
+from .senders import SENDERS, sending_as
 
 SECRET_REFRESH = "rt-0123456789-secret"
 
@@ -85,8 +87,16 @@ def test_a_forked_child_opens_its_own_connection_for_token_requests() -> None:
 # -- issue 10 item 12: total deadline and size cap ----------------------------------------
 
 
+@pytest.fixture(params=SENDERS)
+def sender(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every token request of the test goes out with this sender: the requests transport,
+    or the httpx driver's sync or async one (each bounded the same way)."""
+    with sending_as(request.param):
+        yield request.param
+
+
 def test_a_dripping_token_response_ends_at_the_total_deadline(
-    auth_server: AuthServer, fake_clock: FakeClock
+    auth_server: AuthServer, fake_clock: FakeClock, sender: str
 ) -> None:
     # one byte per second on the shared fake clock: the ~130-byte body takes minutes, more
     # than the default deadline (35 s)
@@ -99,7 +109,7 @@ def test_a_dripping_token_response_ends_at_the_total_deadline(
 
 
 def test_dripping_headers_end_at_the_deadline_too(
-    auth_server_factory: Callable[..., AuthServer],
+    auth_server_factory: Callable[..., AuthServer], sender: str
 ) -> None:
     # socket timeouts count per receive: without the private session's guard, headers
     # dripped every 50 ms would hold the request for the whole ~100 bytes of them
@@ -126,7 +136,7 @@ def test_the_deadline_is_a_read_only_attribute_of_the_grant(auth_server: AuthSer
 
 
 def test_a_slow_answer_within_the_deadline_is_a_token_and_a_shorter_deadline_is_honoured(
-    auth_server: AuthServer, fake_clock: FakeClock
+    auth_server: AuthServer, fake_clock: FakeClock, sender: str
 ) -> None:
     auth_server.drip_seconds = 0.1  # the whole body takes about 13 s
     auth_server.set_token_fault("drip")
@@ -137,7 +147,7 @@ def test_a_slow_answer_within_the_deadline_is_a_token_and_a_shorter_deadline_is_
 
 @pytest.mark.parametrize("kind", ["huge_body", "endless_body"])
 def test_a_huge_or_endless_token_response_is_refused_at_the_size_cap(
-    auth_server: AuthServer, fake_clock: FakeClock, kind: str
+    auth_server: AuthServer, fake_clock: FakeClock, kind: str, sender: str
 ) -> None:
     auth_server.set_token_fault(kind)
     auth = auth_for(auth_server, fake_clock, store=MemoryStore())
@@ -153,7 +163,7 @@ def test_a_huge_or_endless_token_response_is_refused_at_the_size_cap(
 
 
 def test_an_answer_under_the_cap_is_read_whole(
-    auth_server: AuthServer, fake_clock: FakeClock
+    auth_server: AuthServer, fake_clock: FakeClock, sender: str
 ) -> None:
     auth_server.huge_body_bytes = 900_000
     auth_server.set_token_fault("huge_body", count=1)
