@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import contextvars
 import threading
 import time
@@ -82,17 +81,21 @@ class LoopSender:
         """Send ``request`` on the loop and wait for its whole answer within ``bounds``.
 
         :raises RequestDeadlineError: no answer by the deadline (the send is cancelled).
-        :raises TokenEndpointError: the loop is gone, closed or stopped, the send was
-            cancelled, or this is the loop's own thread.
+        :raises TokenEndpointError: the loop is gone, closed, or stopped while the send was
+            on it, the send was cancelled, or this is the loop's own thread.
+
+        A loop not running yet (started on another thread a moment ago) runs the send
+        when it starts.
         """
         loop = self._loop_ref()
-        if loop is None or loop.is_closed() or not loop.is_running():
+        if loop is None or loop.is_closed():
             raise TokenEndpointError(f"{request.what} to {request.url} failed: event loop closed")
         if _running_loop() is loop:
             raise TokenEndpointError(
                 f"{request.what} to {request.url} failed: sent from its event loop's own "
                 "thread, which would wait for itself (call the manager from another thread)"
             )
+        running = loop.is_running()
         coroutine = self._send_async(request, bounds)
         try:
             future = asyncio.run_coroutine_threadsafe(_awaited(coroutine), loop)
@@ -104,7 +107,7 @@ class LoopSender:
             ) from None
         del loop  # held weakly: a waiting sender must not keep a dropped loop alive
         try:
-            self._wait(future, request, bounds)
+            self._wait(future, request, bounds, running)
             return future.result()
         except concurrent.futures.CancelledError:
             raise TokenEndpointError(
@@ -116,6 +119,7 @@ class LoopSender:
         future: concurrent.futures.Future[requests.Response],
         request: OutgoingRequest,
         bounds: Bounds,
+        seen_running: bool,
     ) -> None:
         # the deadline is on bounds.clock (which a test may move) and, like the requests
         # sender's watchdog, at most the remaining seconds of real time from now
@@ -127,7 +131,7 @@ class LoopSender:
             done, _ = concurrent.futures.wait([future], min(left, DEFAULT_CHECK_SLICE_SECONDS))
             if done:
                 return
-            self._check_loop(future, request)
+            seen_running = self._check_loop(future, request, seen_running)
         done, _ = concurrent.futures.wait([future], self.grace_seconds)
         if done:
             return
@@ -138,12 +142,18 @@ class LoopSender:
         )
 
     def _check_loop(
-        self, future: concurrent.futures.Future[requests.Response], request: OutgoingRequest
-    ) -> None:
+        self,
+        future: concurrent.futures.Future[requests.Response],
+        request: OutgoingRequest,
+        seen_running: bool,
+    ) -> bool:
+        """Whether the loop runs now; raises if it is gone, closed, or no longer runs."""
         loop = self._loop_ref()
-        if loop is None or loop.is_closed() or not loop.is_running():
+        running = loop is not None and loop.is_running()
+        if loop is None or loop.is_closed() or (seen_running and not running):
             future.cancel()
             raise TokenEndpointError(f"{request.what} to {request.url} failed: event loop stopped")
+        return running
 
 
 async def _awaited(awaitable: Awaitable[T]) -> T:
@@ -215,9 +225,11 @@ class AsyncFlights(ForkSafe):
             except Exception as exc:
                 outcome = (False, exc)
             finally:
-                # the loop may have closed meanwhile: then nobody is left to tell
-                with contextlib.suppress(RuntimeError):
+                try:
                     loop.call_soon_threadsafe(self._land, loop, key, flight, outcome)
+                except RuntimeError:  # the loop closed meanwhile: nobody is left to tell
+                    # its flight would hold the loop (future._loop) in the table for good
+                    self._forget(loop, key, flight)
 
         context = contextvars.copy_context()
         worker = threading.Thread(target=context.run, args=(fly,), name=THREAD_NAME)
@@ -237,10 +249,7 @@ class AsyncFlights(ForkSafe):
     ) -> None:
         # on the loop's thread: the flight leaves the table before anyone hears its outcome,
         # so a task asking after that starts a new one
-        with self._lock:
-            flights = self._by_loop.get(loop)
-            if flights is not None and flights.get(key) is flight:
-                del flights[key]
+        self._forget(loop, key, flight)
         if flight.done():
             return
         succeeded, value = outcome
@@ -249,3 +258,11 @@ class AsyncFlights(ForkSafe):
         else:
             flight.set_exception(value)
             flight.exception()  # retrieved: every awaiter may have been cancelled
+
+    def _forget(
+        self, loop: asyncio.AbstractEventLoop, key: Hashable, flight: asyncio.Future[Any]
+    ) -> None:
+        with self._lock:
+            flights = self._by_loop.get(loop)
+            if flights is not None and flights.get(key) is flight:
+                del flights[key]

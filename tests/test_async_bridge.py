@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import gc
+import os
 import pickle
+import signal
 import threading
-from collections.abc import Iterator
+import weakref
+from collections.abc import Awaitable, Iterator
 from typing import Any
 
 import pytest
@@ -246,6 +250,42 @@ def test_an_unpickled_copy_starts_with_no_flights() -> None:
     asyncio.run(main())
 
 
+def test_a_loop_closed_while_its_flight_is_up_is_not_kept_alive() -> None:
+    flights, gate = AsyncFlights(), Gate()
+    loop_refs: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
+    async def main() -> None:
+        loop_refs.append(weakref.ref(asyncio.get_running_loop()))
+        flight = asyncio.ensure_future(flights.run("token", gate.work, None))
+        await started([flight])
+        # returning: asyncio.run cancels the awaiter and closes the loop, the work still held
+
+    asyncio.run(main())
+    workers = [t for t in threading.enumerate() if t.name == THREAD_NAME]
+    gate.open.set()  # the work ends and finds its loop closed
+    for worker in workers:
+        worker.join(WAIT)
+        assert not worker.is_alive()
+    gc.collect()
+    assert loop_refs[0]() is None
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_forked_child_starts_with_no_flights_and_a_free_lock() -> None:
+    flights = AsyncFlights()
+    with flights._lock:  # as if another thread of the parent were inside run() at the fork
+        pid = os.fork()
+        if pid == 0:  # the child: a held lock would hang it, and the alarm would end it
+            code = 3
+            try:
+                signal.alarm(int(WAIT))
+                code = 0 if asyncio.run(flights.run("token", lambda: "own", None)) == "own" else 1
+            finally:
+                os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
 # -- LoopSender ---------------------------------------------------------------------------
 
 
@@ -350,6 +390,33 @@ def test_a_closed_loop_is_a_transient_error() -> None:
     assert type(caught.value) is TokenEndpointError
 
 
+def test_a_loop_not_running_yet_sends_once_it_starts() -> None:
+    loop, scheduled = asyncio.new_event_loop(), threading.Event()
+
+    async def sending(req: OutgoingRequest) -> requests.Response:
+        return answer(200, {}, b"{}", req.url)
+
+    def send_async(req: OutgoingRequest, b: Bounds) -> Awaitable[requests.Response]:
+        scheduled.set()  # the sender is past its checks and hands this to the loop
+        return sending(req)
+
+    outcome: list[Any] = []
+    worker = threading.Thread(
+        target=lambda: outcome.append(
+            LoopSender(loop, send_async).send(request(), bounds(FakeClock()))
+        )
+    )
+    worker.start()
+    assert scheduled.wait(WAIT)
+    runner = threading.Thread(target=loop.run_forever, daemon=True)
+    runner.start()  # as an application starting its loop on another thread
+    worker.join(WAIT)
+    loop.call_soon_threadsafe(loop.stop)
+    runner.join(WAIT)
+    loop.close()
+    assert [r.status_code for r in outcome] == [200]
+
+
 def test_a_loop_that_stops_mid_send_is_a_transient_error(
     running_loop: asyncio.AbstractEventLoop,
 ) -> None:
@@ -405,9 +472,6 @@ def test_on_the_loops_own_thread_it_refuses_at_once_instead_of_deadlocking() -> 
 
 
 def test_it_holds_its_loop_weakly() -> None:
-    import gc
-    import weakref
-
     loop = asyncio.new_event_loop()
     sender = LoopSender(loop, _never_called)
     gone = weakref.ref(loop)
