@@ -32,12 +32,14 @@ html_static_path: list[str] = []
 nitpicky = True
 #: Other projects' names: they would resolve through intersphinx, which needs the network.
 _EXTERNAL_MODULES = (
+    "asyncio",
     "collections",
     "collections.abc",
     "contextlib",
     "cryptography",
     "enum",
     "http.server",
+    "httpx",
     "os",
     "redis",
     "requests",
@@ -75,5 +77,22 @@ def _is_public(cls: type) -> bool:
     return getattr(requests_tokenauth, cls.__name__, None) is cls
 
 
+def _package_names_from_httpx(app: Any, env: Any, node: Any, contnode: Any) -> Any:
+    """``requests_tokenauth.httpx``'s docstrings name the package's public objects by their
+    short names (``ConfigurationError``, ``TokenManager.revoke``) as the package's own
+    docstrings do: resolve those to ``requests_tokenauth.<name>``."""
+    if node.get("refdomain") != "py" or node.get("py:module") != "requests_tokenauth.httpx":
+        return None
+    target = node["reftarget"]
+    if getattr(requests_tokenauth, target.split(".")[0], None) is None:
+        return None
+    package_node = node.deepcopy()
+    package_node["py:module"] = "requests_tokenauth"
+    return env.get_domain("py").resolve_xref(
+        env, node["refdoc"], app.builder, node["reftype"], target, package_node, contnode
+    )
+
+
 def setup(app: Any) -> None:
     app.connect("autodoc-process-bases", _drop_private_bases)
+    app.connect("missing-reference", _package_names_from_httpx)
