@@ -3,9 +3,10 @@
 The manager blocks (its lock, a store's lock, ``max_wait_seconds``), so an async driver
 never calls it on the loop: :class:`AsyncFlights` runs that work on a short-lived thread of
 its own and lets any number of tasks await one outcome. The token request the work makes
-must still be sent by the loop's own client (an ``httpx.AsyncClient``), so the work runs
-with a :class:`LoopSender` in its context (see :func:`._grants._wire.sending_with`): the
-worker thread hands the request to the loop and waits for the answer there.
+is still sent by an ``httpx.AsyncClient``, so the work runs with a :class:`LoopSender` in
+its context (see :func:`._grants._wire.sending_with`): the worker thread hands the request
+to an event loop (the driver uses the library's own, :mod:`._io_loop`) and waits for the
+answer there.
 """
 
 from __future__ import annotations
