@@ -33,35 +33,12 @@ from ._errors import (
 )
 from ._grants._wire import Bounds, OutgoingRequest, answer
 from ._httpx_deadline import deadline, guard
+from ._httpx_options import checked_client_options, made_with
 from ._httpx_tls import default_ssl_context
 
 #: Options a proxy-free client must not take from the caller (``direct`` requests): plain
 #: http to loopback is allowed only because it never leaves the machine.
 _PROXY_OPTIONS = ("proxy", "proxies", "mounts", "transport")
-
-#: Options that would change what is sent: the grant authenticates the client itself, and an
-#: answer must be the endpoint's own (no redirect followed).
-_REFUSED_OPTIONS = {
-    "auth": "the grant authenticates the client itself (auth_method=, client_secret=)",
-    "follow_redirects": "an authorization server's answer is never a redirect to follow",
-    "base_url": "the grant's URLs are absolute",
-}
-
-
-def checked_client_options(options: Optional[Mapping[str, Any]]) -> dict[str, Any]:
-    """``options`` for the private clients, checked.
-
-    :raises ConfigurationError: not a mapping, or an option that would change what is sent.
-    """
-    if options is None:
-        return {}
-    if not isinstance(options, Mapping):
-        raise ConfigurationError("token_client_options must be a mapping of httpx.Client options")
-    for name, why in _REFUSED_OPTIONS.items():
-        if name in options:
-            raise ConfigurationError(f"token_client_options cannot set {name}: {why}")
-    return dict(options)
-
 
 def _direct(options: Mapping[str, Any]) -> dict[str, Any]:
     """A client's options with no proxy at all: none given, none from the environment."""
@@ -198,7 +175,7 @@ class HttpxSender:
                 client = self._clients.get(direct)
                 if client is None:
                     options = _direct(self.client_options) if direct else self.client_options
-                    client = httpx.Client(**options)
+                    client = made_with(options, lambda: httpx.Client(**options))
                     guard(client)
                     self._clients[direct] = client
         return client
@@ -318,6 +295,9 @@ class AsyncHttpxSending:
         kept["verify"] = context
         return kept
 
+    def _checked_tls_options(self, direct: bool) -> dict[str, Any]:
+        return made_with(self.client_options, lambda: self._tls_options(direct))
+
     async def send(self, request: OutgoingRequest, bounds: Bounds) -> requests.Response:
         """Send ``request`` and read its whole answer within ``bounds``, on the running loop.
 
@@ -328,9 +308,9 @@ class AsyncHttpxSending:
         remaining = _remaining(bounds, request)
         if request.direct not in self._ssl:
             loop = asyncio.get_running_loop()
-            options = await loop.run_in_executor(None, self._tls_options, request.direct)
+            options = await loop.run_in_executor(None, self._checked_tls_options, request.direct)
         else:
-            options = self._tls_options(request.direct)
+            options = self._checked_tls_options(request.direct)
         transport = options.get("transport")
         if transport is not None and not isinstance(transport, httpx.AsyncBaseTransport):
             raise ConfigurationError(
@@ -346,7 +326,7 @@ class AsyncHttpxSending:
         self, request: OutgoingRequest, bounds: Bounds, options: dict[str, Any]
     ) -> requests.Response:
         owned = "transport" not in options and "mounts" not in options
-        client = httpx.AsyncClient(**options)
+        client = made_with(options, lambda: httpx.AsyncClient(**options))
         try:
             outgoing = _outgoing(client, request, bounds, _remaining(bounds, request))
             try:
