@@ -52,8 +52,7 @@ def checked_client_options(options: Optional[Mapping[str, Any]]) -> dict[str, An
     unknown = sorted(str(name) for name in options if name not in _CLIENT_PARAMETERS)
     if unknown:
         raise ConfigurationError(
-            f"token_client_options: httpx {httpx.__version__} clients take no "
-            f"{', '.join(unknown)}"
+            f"token_client_options: httpx {httpx.__version__} clients take no {', '.join(unknown)}"
         )
     return dict(options)
 

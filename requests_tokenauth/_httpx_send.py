@@ -40,6 +40,7 @@ from ._httpx_tls import default_ssl_context
 #: http to loopback is allowed only because it never leaves the machine.
 _PROXY_OPTIONS = ("proxy", "proxies", "mounts", "transport")
 
+
 def _direct(options: Mapping[str, Any]) -> dict[str, Any]:
     """A client's options with no proxy at all: none given, none from the environment."""
     kept = {k: v for k, v in options.items() if k not in _PROXY_OPTIONS}
