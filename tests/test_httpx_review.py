@@ -1,17 +1,22 @@
 """Findings of the httpx driver's review, each pinned by a test that failed before its fix:
-nonsensical ``token_client_options``, ..."""
+nonsensical ``token_client_options``, a loopback request httpx would proxy, ..."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 import requests
 
-from requests_tokenauth import ClientCredentials, ConfigurationError
+from requests_tokenauth import ClientCredentials, ConfigurationError, OriginNotAllowedError
 from requests_tokenauth.httpx import TokenAuth
 from requests_tokenauth.testing import AuthServer
+
+from .test_loopback_exemption import RecordingProxy
 
 SECRET = "svc-secret"
 
@@ -56,3 +61,43 @@ def test_a_token_client_option_httpx_cannot_use_is_a_typed_error(
         token_in(flow, auth)
     assert isinstance(caught.value, requests.RequestException)
     assert SECRET not in str(caught.value)
+
+
+# -- a loopback request httpx would proxy, where requests would not ------------------------
+
+
+@pytest.fixture
+def proxy_but_not_for_127_8(monkeypatch: pytest.MonkeyPatch) -> Iterator[RecordingProxy]:
+    """A recording proxy in ``HTTP_PROXY`` and ``NO_PROXY=127.0.0.0/8``: requests reads the
+    CIDR block and goes direct; httpx does not read CIDR blocks, and proxies 127.0.0.1."""
+    server = RecordingProxy()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.0/8")
+    monkeypatch.setenv("HTTP_PROXY", server.url)
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+@pytest.mark.parametrize("flow", ["sync", "async"])
+def test_a_loopback_request_httpx_would_proxy_is_refused_before_the_token_leaves(
+    proxy_but_not_for_127_8: RecordingProxy, auth_server: AuthServer, flow: str
+) -> None:
+    auth = auth_with(auth_server, token=auth_server.issue_token())
+
+    def in_sync_client() -> httpx.Response:
+        with httpx.Client(auth=auth) as client:
+            return client.get(auth_server.resource_url)
+
+    async def in_async_client() -> httpx.Response:
+        async with httpx.AsyncClient(auth=auth) as client:
+            return await client.get(auth_server.resource_url)
+
+    with pytest.raises(OriginNotAllowedError, match="NO_PROXY"):
+        in_sync_client() if flow == "sync" else asyncio.run(in_async_client())
+    assert proxy_but_not_for_127_8.everything() == b""
