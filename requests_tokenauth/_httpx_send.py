@@ -31,6 +31,7 @@ from ._errors import (
     ResponseTooLargeError,
     TokenEndpointError,
 )
+from ._forksafe import ForkSafe, lock
 from ._grants._wire import Bounds, OutgoingRequest, answer
 from ._httpx_deadline import deadline, guard
 from ._httpx_options import checked_client_options, made_with
@@ -251,7 +252,7 @@ if hasattr(os, "register_at_fork"):
 # -- async -----------------------------------------------------------------------------------
 
 
-class AsyncHttpxSending:
+class AsyncHttpxSending(ForkSafe):
     """Sends the authorization server's requests with a private :class:`httpx.AsyncClient`
     (one per call, on the running loop), the whole call under :func:`asyncio.wait_for` so a
     dripped status line is bounded too. The TLS context is made once, off the loop (loading
@@ -264,10 +265,14 @@ class AsyncHttpxSending:
     :raises ConfigurationError: an option that is refused.
     """
 
+    #: a forked child gets a fresh lock: a parent thread holding it is not in the child
+    _fresh_locks = {"_ssl_lock": lock}
+
     def __init__(self, client_options: Optional[Mapping[str, Any]] = None) -> None:
         self.client_options = checked_client_options(client_options)
         self._ssl: dict[bool, Any] = {}
         self._ssl_lock = threading.Lock()
+        self._track()
 
     def _tls_options(self, direct: bool) -> dict[str, Any]:
         """``verify=`` one SSL context (and no ``cert``: it is in the context) for the

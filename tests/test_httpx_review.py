@@ -1,11 +1,16 @@
 """Findings of the httpx driver's review, each pinned by a test that failed before its fix:
-nonsensical ``token_client_options``, a loopback request httpx would proxy, ..."""
+nonsensical ``token_client_options``, a loopback request httpx would proxy, a fork while the
+TLS context is being made."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -101,3 +106,18 @@ def test_a_loopback_request_httpx_would_proxy_is_refused_before_the_token_leaves
     with pytest.raises(OriginNotAllowedError, match="NO_PROXY"):
         in_sync_client() if flow == "sync" else asyncio.run(in_async_client())
     assert proxy_but_not_for_127_8.everything() == b""
+
+
+# -- fork -------------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_child_forked_while_the_tls_context_is_being_made_gets_a_token() -> None:
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-m", "tests._httpx_fork_scenarios", "tls_locks"],
+        cwd=root,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0
