@@ -284,8 +284,8 @@ class AsyncHttpxSending(ForkSafe):
                 context = self._ssl.get(direct)
                 if context is None:
                     verify = options.get("verify", True)
-                    if isinstance(verify, ssl.SSLContext):
-                        context = verify
+                    if isinstance(verify, ssl.SSLContext) and options.get("cert") is None:
+                        context = verify  # with a cert, httpx loads it into this context
                     elif verify is True and options.get("cert") is None:
                         context = default_ssl_context(bool(options.get("trust_env", True)))
                     else:

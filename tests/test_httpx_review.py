@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 import subprocess
 import sys
 import threading
@@ -55,8 +56,10 @@ def test_an_unknown_token_client_option_is_refused_at_construction(
         {"verify": "/nonexistent/ca-bundle.pem", "trust_env": False},
         {"cert": "/nonexistent/client.pem"},
         {"limits": "many"},
+        # the cert goes into the given context (httpx loads it there): not left out
+        {"verify": ssl.create_default_context(), "cert": "/nonexistent/client.pem"},
     ],
-    ids=["verify-missing-file", "cert-missing-file", "limits-not-limits"],
+    ids=["verify-missing-file", "cert-missing-file", "limits-not-limits", "cert-with-context"],
 )
 def test_a_token_client_option_httpx_cannot_use_is_a_typed_error(
     auth_server: AuthServer, flow: str, options: dict[str, Any]
