@@ -71,3 +71,20 @@ def made_with(options: Mapping[str, Any], make: Callable[[], T]) -> T:
             f"token_client_options ({', '.join(sorted(options))}) did not make an httpx "
             f"client: {type(exc).__name__}"
         ) from exc
+
+
+def check_transports(options: Mapping[str, Any], kind: type, client: str) -> None:
+    """The one option httpx checks only when it sends: a transport of the client's kind.
+
+    :raises ConfigurationError: ``transport=`` or a ``mounts`` value is not a ``kind`` (one
+        ``token_client_options`` serves the sync and the async client: a transport for both
+        must be both, as :class:`httpx.MockTransport` is).
+    """
+    mounts = options.get("mounts") or {}
+    given = [options.get("transport"), *(mounts.values() if isinstance(mounts, Mapping) else [])]
+    wrong = [t for t in given if t is not None and not isinstance(t, kind)]
+    if wrong:
+        raise ConfigurationError(
+            f"token_client_options transport= and mounts= must be httpx.{kind.__name__} for "
+            f"an {client}, not {type(wrong[0]).__name__}"
+        )

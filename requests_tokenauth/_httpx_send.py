@@ -26,7 +26,6 @@ import httpx
 import requests
 
 from ._errors import (
-    ConfigurationError,
     RequestDeadlineError,
     ResponseTooLargeError,
     TokenEndpointError,
@@ -34,7 +33,7 @@ from ._errors import (
 from ._forksafe import ForkSafe, lock
 from ._grants._wire import Bounds, OutgoingRequest, answer
 from ._httpx_deadline import deadline, guard
-from ._httpx_options import checked_client_options, made_with
+from ._httpx_options import check_transports, checked_client_options, made_with
 from ._httpx_tls import default_ssl_context
 
 #: Options a proxy-free client must not take from the caller (``direct`` requests): plain
@@ -177,6 +176,7 @@ class HttpxSender:
                 client = self._clients.get(direct)
                 if client is None:
                     options = _direct(self.client_options) if direct else self.client_options
+                    check_transports(options, httpx.BaseTransport, "httpx.Client")
                     client = made_with(options, lambda: httpx.Client(**options))
                     guard(client)
                     self._clients[direct] = client
@@ -317,12 +317,7 @@ class AsyncHttpxSending(ForkSafe):
             options = await loop.run_in_executor(None, self._checked_tls_options, request.direct)
         else:
             options = self._checked_tls_options(request.direct)
-        transport = options.get("transport")
-        if transport is not None and not isinstance(transport, httpx.AsyncBaseTransport):
-            raise ConfigurationError(
-                "token_client_options transport= must be an httpx.AsyncBaseTransport for an "
-                "httpx.AsyncClient"
-            )
+        check_transports(options, httpx.AsyncBaseTransport, "httpx.AsyncClient")
         try:
             return await asyncio.wait_for(self._exchange(request, bounds, options), remaining)
         except asyncio.TimeoutError as exc:

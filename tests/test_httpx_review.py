@@ -124,3 +124,20 @@ def test_a_child_forked_while_the_tls_context_is_being_made_gets_a_token() -> No
         check=False,
     )
     assert done.returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("flow", "options"),
+    [
+        ("sync", {"transport": httpx.AsyncHTTPTransport()}),
+        ("sync", {"mounts": {"https://": httpx.AsyncHTTPTransport()}}),
+        ("async", {"mounts": {"https://": httpx.HTTPTransport()}}),
+    ],
+    ids=["sync-async-transport", "sync-async-mount", "async-sync-mount"],
+)
+def test_a_transport_of_the_wrong_kind_is_a_typed_error(flow: str, options: dict[str, Any]) -> None:
+    # not sent anywhere: the transport is refused before any request
+    grant = ClientCredentials("https://idp.invalid/token", client_id="svc", client_secret=SECRET)
+    auth = TokenAuth(grant, token_client_options=options, max_wait_seconds=0)
+    with pytest.raises(ConfigurationError, match="BaseTransport"):
+        token_in(flow, auth)
