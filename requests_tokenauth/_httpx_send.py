@@ -326,7 +326,6 @@ class AsyncHttpxSending(ForkSafe):
     async def _exchange(
         self, request: OutgoingRequest, bounds: Bounds, options: dict[str, Any]
     ) -> requests.Response:
-        owned = "transport" not in options and "mounts" not in options
         client = made_with(options, lambda: httpx.AsyncClient(**options))
         try:
             outgoing = _outgoing(client, request, bounds, _remaining(bounds, request))
@@ -341,8 +340,7 @@ class AsyncHttpxSending(ForkSafe):
             finally:
                 await response.aclose()
         finally:
-            if owned:  # the caller's transport is the caller's to close
-                await client.aclose()
+            await _close_own(client, options)
 
     def __getstate__(self) -> dict[str, Any]:
         return {"client_options": self.client_options}  # SSL contexts do not pickle
@@ -352,6 +350,20 @@ class AsyncHttpxSending(ForkSafe):
 
     def __repr__(self) -> str:
         return "AsyncHttpxSending()"
+
+
+async def _close_own(client: httpx.AsyncClient, options: Mapping[str, Any]) -> None:
+    """Close what ``client`` made (its own transport, the environment's proxies), not the
+    caller's ``transport`` and ``mounts``: with only a mount given, the client's own
+    transport still carries the requests the mount does not match."""
+    mounts = options.get("mounts") or {}
+    given = {id(t) for t in (options.get("transport"), *mounts.values()) if t is not None}
+    if not given:
+        await client.aclose()
+        return
+    for transport in (client._transport, *client._mounts.values()):
+        if transport is not None and id(transport) not in given:
+            await transport.aclose()
 
 
 async def _aread(

@@ -5,11 +5,13 @@ TLS context is being made."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import ssl
 import subprocess
 import sys
 import threading
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,9 @@ from requests_tokenauth import (
     DPoPKey,
     OriginNotAllowedError,
 )
+from requests_tokenauth._clock import SYSTEM_CLOCK
+from requests_tokenauth._grants._wire import Bounds, OutgoingRequest
+from requests_tokenauth._httpx_send import AsyncHttpxSending
 from requests_tokenauth.httpx import TokenAuth
 from requests_tokenauth.testing import AuthServer
 
@@ -175,3 +180,24 @@ def test_a_cross_origin_redirect_does_not_carry_the_dpop_proof() -> None:
     with httpx.Client(auth=auth, transport=transport, follow_redirects=True) as client:
         assert client.get("https://api.example/").status_code == 200
     assert hops == [("api.example", True, True), ("elsewhere.example", False, False)]
+
+
+# -- the async sender closes what it opened ---------------------------------------------------
+
+
+def test_an_async_token_request_with_mounts_leaves_no_connection_open(
+    auth_server: AuthServer,
+) -> None:
+    # a mount for another host: the token request goes through the client's own transport
+    unused = httpx.MockTransport(lambda request: httpx.Response(599))
+    sending = AsyncHttpxSending({"mounts": {"all://unused.invalid": unused}, "trust_env": False})
+    request = OutgoingRequest(
+        "POST", auth_server.token_url, {}, b"grant_type=client_credentials", "token request", False
+    )
+    bounds = Bounds((5.0, 5.0), SYSTEM_CLOCK, SYSTEM_CLOCK.monotonic() + 10.0, 1 << 20)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        answer = asyncio.run(sending.send(request, bounds))
+        gc.collect()
+    assert answer.status_code == 401  # the real server: no client credentials sent
+    assert [str(w.message) for w in caught if w.category is ResourceWarning] == []
