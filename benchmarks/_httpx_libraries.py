@@ -77,9 +77,8 @@ def tokenauth(asynchronous: bool) -> Builder:
     background)."""
 
     def build(url: str, token: Optional[dict[str, Any]], margin: float) -> HttpxClient:
-        from requests_tokenauth.httpx import TokenAuth
-
         from requests_tokenauth import ClientCredentials, RefreshToken
+        from requests_tokenauth.httpx import TokenAuth
 
         grant: Any
         if token is None:

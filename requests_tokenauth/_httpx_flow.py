@@ -8,6 +8,7 @@ flows (blocking, or awaited off the loop); that is left to the caller, between
 from __future__ import annotations
 
 import logging
+import urllib.request
 from collections.abc import Collection
 from typing import Any, Callable, Optional
 
@@ -39,6 +40,26 @@ _PROXIED_HINT = (
     "run without these proxy variables (an httpx auth cannot see its client, so the "
     "client's trust_env=False does not help)"
 )
+
+
+def httpx_env_proxy_for(url: str) -> bool:
+    """Whether an httpx client (``trust_env=True``) would send ``url`` through a proxy
+    named in the environment, decided as httpx decides: it differs from requests (httpx
+    reads no CIDR block in ``NO_PROXY``: ``127.0.0.0/8`` does not exempt ``127.0.0.1``).
+    Where httpx's own reading cannot be had, any proxy variable counts."""
+    try:
+        from httpx._utils import URLPattern, get_environment_proxies
+    except ImportError:  # pragma: no cover - a later httpx moved them
+        return bool(urllib.request.getproxies())
+    try:
+        proxies = get_environment_proxies()
+        target = httpx.URL(url)
+        for pattern in sorted(URLPattern(key) for key in proxies):
+            if pattern.matches(target):
+                return proxies[pattern.pattern] is not None
+    except Exception:  # a variable httpx cannot read (its clients would refuse it too)
+        return True
+    return False
 
 
 def body_replayable(request: httpx.Request) -> bool:
@@ -127,7 +148,7 @@ class HttpxFlow:
     def _check_not_proxied(self, url: str) -> None:
         """As :meth:`requests_tokenauth.TokenAuth._check_not_proxied`: checked once per
         origin, then on the fast path."""
-        if env_proxy_for(url):
+        if env_proxy_for(url) or httpx_env_proxy_for(url):
             raise proxied_error(url, instead=_PROXIED_HINT)
         origin = origin_of(url)
         fast = self._fast_prefixes

@@ -26,41 +26,19 @@ import httpx
 import requests
 
 from ._errors import (
-    ConfigurationError,
     RequestDeadlineError,
     ResponseTooLargeError,
     TokenEndpointError,
 )
+from ._forksafe import ForkSafe, lock
 from ._grants._wire import Bounds, OutgoingRequest, answer
 from ._httpx_deadline import deadline, guard
+from ._httpx_options import check_transports, checked_client_options, made_with
 from ._httpx_tls import default_ssl_context
 
 #: Options a proxy-free client must not take from the caller (``direct`` requests): plain
 #: http to loopback is allowed only because it never leaves the machine.
 _PROXY_OPTIONS = ("proxy", "proxies", "mounts", "transport")
-
-#: Options that would change what is sent: the grant authenticates the client itself, and an
-#: answer must be the endpoint's own (no redirect followed).
-_REFUSED_OPTIONS = {
-    "auth": "the grant authenticates the client itself (auth_method=, client_secret=)",
-    "follow_redirects": "an authorization server's answer is never a redirect to follow",
-    "base_url": "the grant's URLs are absolute",
-}
-
-
-def checked_client_options(options: Optional[Mapping[str, Any]]) -> dict[str, Any]:
-    """``options`` for the private clients, checked.
-
-    :raises ConfigurationError: not a mapping, or an option that would change what is sent.
-    """
-    if options is None:
-        return {}
-    if not isinstance(options, Mapping):
-        raise ConfigurationError("token_client_options must be a mapping of httpx.Client options")
-    for name, why in _REFUSED_OPTIONS.items():
-        if name in options:
-            raise ConfigurationError(f"token_client_options cannot set {name}: {why}")
-    return dict(options)
 
 
 def _direct(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -198,7 +176,8 @@ class HttpxSender:
                 client = self._clients.get(direct)
                 if client is None:
                     options = _direct(self.client_options) if direct else self.client_options
-                    client = httpx.Client(**options)
+                    check_transports(options, httpx.BaseTransport, "httpx.Client")
+                    client = made_with(options, lambda: httpx.Client(**options))
                     guard(client)
                     self._clients[direct] = client
         return client
@@ -273,7 +252,7 @@ if hasattr(os, "register_at_fork"):
 # -- async -----------------------------------------------------------------------------------
 
 
-class AsyncHttpxSending:
+class AsyncHttpxSending(ForkSafe):
     """Sends the authorization server's requests with a private :class:`httpx.AsyncClient`
     (one per call, on the running loop), the whole call under :func:`asyncio.wait_for` so a
     dripped status line is bounded too. The TLS context is made once, off the loop (loading
@@ -286,10 +265,14 @@ class AsyncHttpxSending:
     :raises ConfigurationError: an option that is refused.
     """
 
+    #: a forked child gets a fresh lock: a parent thread holding it is not in the child
+    _fresh_locks = {"_ssl_lock": lock}
+
     def __init__(self, client_options: Optional[Mapping[str, Any]] = None) -> None:
         self.client_options = checked_client_options(client_options)
         self._ssl: dict[bool, Any] = {}
         self._ssl_lock = threading.Lock()
+        self._track()
 
     def _tls_options(self, direct: bool) -> dict[str, Any]:
         """``verify=`` one SSL context (and no ``cert``: it is in the context) for the
@@ -301,8 +284,8 @@ class AsyncHttpxSending:
                 context = self._ssl.get(direct)
                 if context is None:
                     verify = options.get("verify", True)
-                    if isinstance(verify, ssl.SSLContext):
-                        context = verify
+                    if isinstance(verify, ssl.SSLContext) and options.get("cert") is None:
+                        context = verify  # with a cert, httpx loads it into this context
                     elif verify is True and options.get("cert") is None:
                         context = default_ssl_context(bool(options.get("trust_env", True)))
                     else:
@@ -318,6 +301,9 @@ class AsyncHttpxSending:
         kept["verify"] = context
         return kept
 
+    def _checked_tls_options(self, direct: bool) -> dict[str, Any]:
+        return made_with(self.client_options, lambda: self._tls_options(direct))
+
     async def send(self, request: OutgoingRequest, bounds: Bounds) -> requests.Response:
         """Send ``request`` and read its whole answer within ``bounds``, on the running loop.
 
@@ -328,15 +314,10 @@ class AsyncHttpxSending:
         remaining = _remaining(bounds, request)
         if request.direct not in self._ssl:
             loop = asyncio.get_running_loop()
-            options = await loop.run_in_executor(None, self._tls_options, request.direct)
+            options = await loop.run_in_executor(None, self._checked_tls_options, request.direct)
         else:
-            options = self._tls_options(request.direct)
-        transport = options.get("transport")
-        if transport is not None and not isinstance(transport, httpx.AsyncBaseTransport):
-            raise ConfigurationError(
-                "token_client_options transport= must be an httpx.AsyncBaseTransport for an "
-                "httpx.AsyncClient"
-            )
+            options = self._checked_tls_options(request.direct)
+        check_transports(options, httpx.AsyncBaseTransport, "httpx.AsyncClient")
         try:
             return await asyncio.wait_for(self._exchange(request, bounds, options), remaining)
         except asyncio.TimeoutError as exc:
@@ -345,8 +326,7 @@ class AsyncHttpxSending:
     async def _exchange(
         self, request: OutgoingRequest, bounds: Bounds, options: dict[str, Any]
     ) -> requests.Response:
-        owned = "transport" not in options and "mounts" not in options
-        client = httpx.AsyncClient(**options)
+        client = made_with(options, lambda: httpx.AsyncClient(**options))
         try:
             outgoing = _outgoing(client, request, bounds, _remaining(bounds, request))
             try:
@@ -360,8 +340,7 @@ class AsyncHttpxSending:
             finally:
                 await response.aclose()
         finally:
-            if owned:  # the caller's transport is the caller's to close
-                await client.aclose()
+            await _close_own(client, options)
 
     def __getstate__(self) -> dict[str, Any]:
         return {"client_options": self.client_options}  # SSL contexts do not pickle
@@ -371,6 +350,20 @@ class AsyncHttpxSending:
 
     def __repr__(self) -> str:
         return "AsyncHttpxSending()"
+
+
+async def _close_own(client: httpx.AsyncClient, options: Mapping[str, Any]) -> None:
+    """Close what ``client`` made (its own transport, the environment's proxies), not the
+    caller's ``transport`` and ``mounts``: with only a mount given, the client's own
+    transport still carries the requests the mount does not match."""
+    mounts = options.get("mounts") or {}
+    given = {id(t) for t in (options.get("transport"), *mounts.values()) if t is not None}
+    if not given:
+        await client.aclose()
+        return
+    for transport in (client._transport, *client._mounts.values()):
+        if transport is not None and id(transport) not in given:
+            await transport.aclose()
 
 
 async def _aread(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import ssl
 import threading
 
@@ -9,6 +10,16 @@ import httpx
 
 _default_contexts: dict[bool, ssl.SSLContext] = {}
 _default_contexts_lock = threading.Lock()
+
+
+def _fresh_lock_in_child() -> None:
+    # a parent thread making the context when the process forked is not in the child
+    global _default_contexts_lock
+    _default_contexts_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_fresh_lock_in_child)
 
 
 def default_ssl_context(trust_env: bool) -> ssl.SSLContext:

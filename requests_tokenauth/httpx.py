@@ -70,7 +70,8 @@ class TokenAuth(httpx.Auth):
     :param token_client_options: keyword arguments for the private httpx clients that send
         token requests (``verify``, ``cert``, ``proxy``, ``trust_env``, ``transport``,
         ``limits``...); not ``auth``. The async client takes an
-        :class:`httpx.AsyncBaseTransport` as ``transport``.
+        :class:`httpx.AsyncBaseTransport` as ``transport`` (and in ``mounts``): one used by
+        both flows must be both, as :class:`httpx.MockTransport` is.
     :raises ConfigurationError: a grant with ``session=`` or ``protected_request`` hooks,
         a refused client option, or any of :class:`requests_tokenauth.TokenAuth`'s.
     """
