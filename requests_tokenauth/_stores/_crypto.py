@@ -61,12 +61,19 @@ class RefreshTokenCipher:
             raise ConfigurationError("encryption_key must name at least one key")
         try:
             self._fernet = MultiFernet([Fernet(k) for k in keys])
+            self._keys = keys  # pickled instead of the Fernet objects (newer ones do not pickle)
         except (ValueError, TypeError):
             # the message must not echo the key
             raise ConfigurationError(
                 "encryption_key is not a Fernet key (32 url-safe base64-encoded bytes, "
                 "as cryptography.fernet.Fernet.generate_key() makes)"
             ) from None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"keys": self._keys}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["keys"])  # type: ignore[misc]
 
     def seal(self, token: dict[str, Any], key: str) -> dict[str, Any]:
         """The record to store for ``token`` under ``key``: its fields but the refresh token
