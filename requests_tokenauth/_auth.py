@@ -10,8 +10,7 @@ import requests
 from requests.auth import AuthBase
 
 from ._clock import SYSTEM_CLOCK, Clock
-from ._dpop import DPoPKey, DPoPProofs
-from ._entry import token_from_dict
+from ._dpop import DPoPKey, DPoPProofs, proofs_for_grant
 from ._errors import OriginNotAllowedError
 from ._events import EventCallback
 from ._grants import Grant
@@ -35,7 +34,7 @@ from ._origins import (
 from ._policy import DEFAULT_POLICY, DEFAULT_REFRESH_STATUS_CODES, RefreshPolicy
 from ._retry import RetryHook, refresh_codes
 from ._stores import TokenStore
-from ._token import Token, TokenFormatError
+from ._token import Token
 
 log = logging.getLogger("requests_tokenauth")
 
@@ -131,13 +130,9 @@ class TokenAuth(AuthBase):
         # TokenAuth never pins; loopback origins join once checked for proxies
         self._fast_prefixes = self.origin_scope.prefixes
         self._strict = strict_origins
-        self._dpop = (
-            None if dpop is None else DPoPProofs(dpop, clock, allow_downgrade=allow_dpop_downgrade)
+        self._dpop = proofs_for_grant(
+            grant, dpop, clock, allow_downgrade=allow_dpop_downgrade, token=token
         )
-        if self._dpop is not None:
-            grant.use_dpop(self._dpop)
-            if token is not None:
-                self._check_given_token(token, clock)
         extra: dict[str, Any] = {} if random is None else {"random": random}
         self.manager = TokenManager(
             grant,
@@ -223,19 +218,6 @@ class TokenAuth(AuthBase):
             RetryHook(self.manager, token, self._dpop, self.refresh_status_codes)
         )
         return r
-
-    def _check_given_token(self, token: Mapping[str, Any], clock: Clock) -> None:
-        """With DPoP, a ``token=`` the server did not bind is refused here, where it is
-        given (a stored one is checked where it is used: :meth:`DPoPProofs.stamp`).
-
-        :raises DPoPDowngradeError: unless ``allow_dpop_downgrade``.
-        """
-        assert self._dpop is not None
-        try:
-            given = token_from_dict(token, clock)
-        except TokenFormatError:
-            return  # the manager reports it as a ConfigurationError
-        self._dpop.check_adopted(given)
 
     def _check_not_proxied(self, url: Optional[str]) -> None:
         """Plain http to this machine: refuse if the environment would send it through a

@@ -14,15 +14,16 @@ import logging
 import secrets
 import urllib.parse
 from collections.abc import Mapping, MutableMapping
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
 
 import requests
 
 from ._clock import Clock
+from ._entry import token_from_dict
 from ._errors import ConfigurationError, DPoPDowngradeError
 from ._origins import origin_of
 from ._policy import challenge_error
-from ._token import Token
+from ._token import Token, TokenFormatError
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
@@ -358,3 +359,37 @@ class DPoPProofs:
 
     def __repr__(self) -> str:
         return f"DPoPProofs({self.key!r})"
+
+
+class _SendsProofs(Protocol):
+    def use_dpop(self, proofs: DPoPProofs) -> None: ...
+
+
+def proofs_for_grant(
+    grant: _SendsProofs,
+    key: Optional[DPoPKey],
+    clock: Clock,
+    *,
+    allow_downgrade: bool,
+    token: Optional[Mapping[str, Any]],
+) -> Optional[DPoPProofs]:
+    """A driver's ``dpop=``: the proofs for ``key`` (``None`` without one), which ``grant``
+    sends with every token request from now on. A ``token=`` the server did not bind is
+    refused here, where it is given (a stored one is checked where it is used:
+    :meth:`DPoPProofs.stamp`).
+
+    :raises DPoPDowngradeError: an unbound ``token``, unless ``allow_downgrade``.
+    :raises ConfigurationError: ``key`` is not a :class:`DPoPKey`, or ``grant`` already
+        proves possession of another key.
+    """
+    if key is None:
+        return None
+    proofs = DPoPProofs(key, clock, allow_downgrade=allow_downgrade)
+    grant.use_dpop(proofs)
+    if token is not None:
+        try:
+            given = token_from_dict(token, clock)
+        except TokenFormatError:
+            return proofs  # the manager reports it as a ConfigurationError
+        proofs.check_adopted(given)
+    return proofs

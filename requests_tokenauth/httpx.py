@@ -21,8 +21,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from ._async_bridge import AsyncFlights, LoopSender
 from ._clock import SYSTEM_CLOCK, Clock
-from ._dpop import DPoPKey, DPoPProofs
-from ._entry import token_from_dict
+from ._dpop import DPoPKey, proofs_for_grant
 from ._errors import ConfigurationError
 from ._events import EventCallback
 from ._grants import Grant
@@ -37,7 +36,7 @@ from ._origins import Origins, OriginScope
 from ._policy import DEFAULT_POLICY, DEFAULT_REFRESH_STATUS_CODES, RefreshPolicy
 from ._retry import refresh_codes
 from ._stores import TokenStore
-from ._token import Token, TokenFormatError
+from ._token import Token
 
 __all__ = ["TokenAuth"]
 
@@ -111,13 +110,9 @@ class TokenAuth(httpx.Auth):
         self.origin_scope = OriginScope(origins, allow_insecure_http=allow_insecure_http)
         sender = HttpxSender(token_client_options)
         self._async_sending = AsyncHttpxSending(token_client_options)
-        proofs = (
-            None if dpop is None else DPoPProofs(dpop, clock, allow_downgrade=allow_dpop_downgrade)
+        proofs = proofs_for_grant(
+            grant, dpop, clock, allow_downgrade=allow_dpop_downgrade, token=token
         )
-        if proofs is not None:
-            grant.use_dpop(proofs)
-            if token is not None:
-                _check_given_token(proofs, token, clock)
         extra: dict[str, Any] = {} if random is None else {"random": random}
         #: The :class:`TokenManager` behind this auth.
         self.manager = TokenManager(
@@ -283,15 +278,3 @@ class TokenAuth(httpx.Auth):
 
     def __repr__(self) -> str:
         return f"TokenAuth({self.manager.grant!r})"
-
-
-def _check_given_token(proofs: DPoPProofs, token: Mapping[str, Any], clock: Clock) -> None:
-    """With DPoP, a ``token=`` the server did not bind is refused where it is given.
-
-    :raises DPoPDowngradeError: unless ``allow_dpop_downgrade``.
-    """
-    try:
-        given = token_from_dict(token, clock)
-    except TokenFormatError:
-        return  # the manager reports it as a ConfigurationError
-    proofs.check_adopted(given)
