@@ -59,6 +59,16 @@ def made_on_a_closed_loop(url: str, **settings: Any) -> Any:
     return asyncio.run(make())
 
 
+def made_in_a_loop(factory: Callable[[], Any]) -> Any:
+    """``factory()`` called inside ``asyncio.run``: on Python 3.9, redis.asyncio's pools
+    make asyncio locks when built, which need an event loop."""
+
+    async def make() -> Any:
+        return factory()
+
+    return asyncio.run(make())
+
+
 def with_path(url: str, path: str) -> str:
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path=path))
@@ -219,16 +229,20 @@ def test_database_client_name_and_decoding_reach_the_store_s_connections(
 def test_tls_and_unix_socket_clients_get_the_sync_twin_of_their_connection_class() -> None:
     from requests_tokenauth._stores._redis_asyncio import sync_twin
 
-    tls = sync_twin(redis_asyncio.from_url("rediss://cache:6380/2?ssl_cert_reqs=none"))
+    tls = sync_twin(
+        made_in_a_loop(lambda: redis_asyncio.from_url("rediss://cache:6380/2?ssl_cert_reqs=none"))
+    )
     assert tls.connection_pool.connection_class is redis.connection.SSLConnection
     settings = tls.connection_pool.connection_kwargs
     assert (settings["host"], settings["port"], settings["db"]) == ("cache", 6380, 2)
     assert settings["ssl_cert_reqs"] == "none"
-    unix = sync_twin(redis_asyncio.from_url("unix:///run/redis.sock?db=3"))
+    unix = sync_twin(made_in_a_loop(lambda: redis_asyncio.from_url("unix:///run/redis.sock?db=3")))
     assert unix.connection_pool.connection_class is redis.connection.UnixDomainSocketConnection
     assert unix.connection_pool.connection_kwargs["path"] == "/run/redis.sock"
-    blocking = redis_asyncio.Redis(
-        connection_pool=redis_asyncio.BlockingConnectionPool.from_url("redis://cache/1")
+    blocking = made_in_a_loop(
+        lambda: redis_asyncio.Redis(
+            connection_pool=redis_asyncio.BlockingConnectionPool.from_url("redis://cache/1")
+        )
     )
     assert sync_twin(blocking).connection_pool.connection_kwargs["db"] == 1
 
@@ -336,7 +350,8 @@ def test_a_password_in_the_url_reaches_redis_and_no_repr_message_or_log_line(
         )
     assert REDIS_PASSWORD not in str(through_auth.value)
     # a setting the store cannot carry is named, its neighbour the password is not shown
-    unknown = redis_asyncio.from_url(with_user(redis_url, acl_user, REDIS_PASSWORD) + "?bogus=1")
+    unknown_url = with_user(redis_url, acl_user, REDIS_PASSWORD) + "?bogus=1"
+    unknown = made_in_a_loop(lambda: redis_asyncio.from_url(unknown_url))
     with pytest.raises(ConfigurationError, match="bogus") as refused_settings:
         RedisStore(unknown)
     assert REDIS_PASSWORD not in str(refused_settings.value)
@@ -374,7 +389,7 @@ REFUSED: dict[str, Callable[[], Any]] = {
 
 @pytest.mark.parametrize("kind", list(REFUSED))
 def test_an_asyncio_client_whose_settings_cannot_be_copied_is_refused(kind: str) -> None:
-    client = REFUSED[kind]()
+    client = made_in_a_loop(REFUSED[kind])
     with pytest.raises(ConfigurationError, match="RedisStore cannot") as refused:
         RedisStore(client)
     assert REDIS_PASSWORD not in str(refused.value)
