@@ -37,7 +37,7 @@ from requests_tokenauth.httpx import TokenAuth
 from requests_tokenauth.testing import AuthServer, FakeClock
 
 from .helpers import EXACT
-from .test_loopback_exemption import RecordingProxy
+from .test_loopback_exemption import RecordingProxy, proxy_in_environment
 
 SECRET = "svc-secret"
 
@@ -102,18 +102,8 @@ def run_member(flow: str, auth: TokenAuth, name: str) -> Any:
 @pytest.fixture
 def proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[RecordingProxy]:
     """A recording proxy named in ``HTTP_PROXY``, with no ``NO_PROXY``."""
-    server = RecordingProxy()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    for name in ("NO_PROXY", "no_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HTTP_PROXY", server.url)
-    try:
+    with proxy_in_environment(monkeypatch) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
 
 
 @pytest.mark.parametrize("flow", FLOWS)

@@ -95,6 +95,14 @@ class _ProxyHandler(socketserver.BaseRequestHandler):
 @pytest.fixture
 def proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[RecordingProxy]:
     """The recording proxy, named in ``HTTP_PROXY``, with no ``NO_PROXY`` at all."""
+    with proxy_in_environment(monkeypatch) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def proxy_in_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[RecordingProxy]:
+    """A running recording proxy named in ``HTTP_PROXY``, with no ``NO_PROXY``; shut
+    down on leaving."""
     server = RecordingProxy()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
