@@ -7,6 +7,7 @@ Every loop is bounded twice: by a request count and by a deadline.
 from __future__ import annotations
 
 import math
+import statistics
 import threading
 import time
 from collections import Counter
@@ -172,6 +173,16 @@ def failed(outcomes: Iterable[str]) -> int:
 def summary(outcomes: Sequence[str]) -> str:
     """``"200 x5"`` or ``"401 x3, 200 x2"``, most common first."""
     return ", ".join(f"{k} x{v}" for k, v in Counter(outcomes).most_common())
+
+
+def ratio_row(name: str, ratios: Sequence[float], failed_requests: int) -> dict[str, Any]:
+    """A throughput table's row: the median ratio to the bare client, and every ratio."""
+    return {
+        "library": name,
+        "ratio": round(statistics.median(ratios), 2),
+        "failed": failed_requests,
+        "ratios": [round(r, 3) for r in ratios],
+    }
 
 
 def percentile(values: Sequence[float], q: float) -> Optional[float]:

@@ -11,14 +11,13 @@ how each library is configured in :mod:`benchmarks._httpx_libraries`.
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections import Counter
 from collections.abc import Sequence
 from contextlib import ExitStack
 from typing import Any, Callable, Optional
 
-from ._harness import Params, Table, failed, seeded_token, summary
+from ._harness import Params, Table, failed, ratio_row, seeded_token, summary
 from ._httpx_harness import Driver, driving, only_ours, per_httpx_library
 from ._httpx_libraries import BARE_ASYNC, BARE_SYNC, HTTPX_LIBRARIES, HttpxLibrary
 from ._httpx_timed import httpx_latency, httpx_outage
@@ -85,14 +84,7 @@ def httpx_overhead(libraries: Sequence[HttpxLibrary], p: Params) -> Table:
                 {"library": lib.name, "skipped": broken.get(lib.name, "not installed")}
             )
             continue
-        table.rows.append(
-            {
-                "library": lib.name,
-                "ratio": round(statistics.median(ratios[lib.name]), 2),
-                "failed": fails[lib.name],
-                "ratios": [round(r, 3) for r in ratios[lib.name]],
-            }
-        )
+        table.rows.append(ratio_row(lib.name, ratios[lib.name], fails[lib.name]))
     return table
 
 

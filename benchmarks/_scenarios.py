@@ -27,6 +27,7 @@ from ._harness import (
     paced_loop,
     per_library,
     percentile,
+    ratio_row,
     run_threads,
     seeded_token,
     summary,
@@ -118,14 +119,7 @@ def overhead(libraries: Sequence[Library], p: Params) -> Table:
         if lib.name not in ratios:
             table.rows.append({"library": lib.name, "skipped": "not installed"})
             continue
-        table.rows.append(
-            {
-                "library": lib.name,
-                "ratio": round(statistics.median(ratios[lib.name]), 2),
-                "failed": fails[lib.name],
-                "ratios": [round(r, 3) for r in ratios[lib.name]],
-            }
-        )
+        table.rows.append(ratio_row(lib.name, ratios[lib.name], fails[lib.name]))
     return table
 
 
